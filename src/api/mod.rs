@@ -1,0 +1,199 @@
+//! The app-facing HTTP API (axum) and the admin listener. [`router`] and [`admin_router`]
+//! take their state so tests drive them without a socket.
+
+mod error;
+mod messages;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Bytes,
+    error_handling::HandleErrorLayer,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+use tower::ServiceBuilder;
+
+pub use error::ApiError;
+
+use crate::{
+    config::{App, Config},
+    smpp::carrier::CarrierHandle,
+    store::Store,
+    telemetry::Metrics,
+};
+
+/// What the handlers share; a cheap clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    /// SHA-256 of every api key, so comparing takes the same time whatever the key's length.
+    keys: Vec<([u8; 32], Arc<App>)>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// Wakes a carrier's dispatcher when new work is queued.
+    wake: HashMap<String, Arc<Notify>>,
+    segment: crate::segment::Options,
+}
+
+impl ApiState {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        wake: HashMap<String, Arc<Notify>>,
+    ) -> Self {
+        let keys = config
+            .apps
+            .iter()
+            .flat_map(|a| {
+                a.api_keys
+                    .iter()
+                    .map(move |k| (digest(k.as_bytes()), a.clone()))
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                keys,
+                store,
+                metrics,
+                wake,
+                segment: crate::segment::Options::default(),
+            }),
+        }
+    }
+
+    /// The app whose api key is in the `Authorization` header. Every key is compared, in
+    /// constant time, so timing does not reveal which key or how much of it matched.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<App>, ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(ApiError::unauthorized)?;
+        let presented = digest(token.as_bytes());
+        let mut found = None;
+        for (key, app) in &self.inner.keys {
+            if bool::from(key.ct_eq(&presented)) {
+                found = Some(app.clone());
+            }
+        }
+        found.ok_or_else(ApiError::unauthorized)
+    }
+}
+
+fn digest(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// The app-facing router with its limits: body size, concurrency (excess is shed with 503
+/// `overloaded`, not queued), and a per-request timeout.
+pub fn router(state: ApiState) -> Router {
+    let http = &state.inner.config.http;
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
+            if e.is::<tower::timeout::error::Elapsed>() {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "request timed out",
+                )
+                .into_response()
+            } else {
+                ApiError::overloaded().into_response()
+            }
+        }))
+        .load_shed()
+        .concurrency_limit(http.concurrency_limit)
+        .timeout(http.request_timeout);
+    Router::new()
+        .route("/v1/messages", axum::routing::post(messages::submit))
+        .route(
+            "/v1/messages:estimate",
+            axum::routing::post(messages::estimate),
+        )
+        .route("/v1/messages/{id}", get(messages::get))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(limits)
+        .with_state(state)
+}
+
+/// Readiness needs the store open and at least one carrier bind up.
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub carriers: Vec<Arc<CarrierHandle>>,
+    pub store: Arc<dyn Store>,
+}
+
+pub fn admin_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    if let Ok(Ok(depth)) =
+        tokio::time::timeout(Duration::from_millis(500), s.store.queue_depth()).await
+    {
+        s.metrics.queue_depth.set(depth as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    let bound: Vec<String> = s
+        .carriers
+        .iter()
+        .map(|c| format!("{}={}", c.id, c.bound()))
+        .collect();
+    let store_ok = tokio::time::timeout(Duration::from_millis(500), s.store.queue_depth())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let ready = store_ok && s.carriers.iter().any(|c| c.bound() > 0);
+    let body = format!(
+        "{}\nstore={}\nbinds: {}\n",
+        if ready { "ready" } else { "not ready" },
+        if store_ok { "ok" } else { "unavailable" },
+        bound.join(" ")
+    );
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
+}
+
+/// Parses a JSON body ourselves so every malformed request gets our JSON error shape.
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+}

@@ -1,0 +1,197 @@
+//! Wires the services together. Start order: store (and crash recovery), simulated carriers,
+//! carrier sessions, dispatchers, admin, HTTP. Drain order on shutdown: HTTP stops taking
+//! requests, dispatchers stop claiming, sessions wait (bounded) for outstanding responses and
+//! unbind, outcomes are recorded, the store commits and closes.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, mpsc, watch},
+    task::JoinSet,
+};
+
+use crate::{
+    api::{self, AdminState, ApiState},
+    config::Config,
+    dispatch::{self, Tracker},
+    mo::Inbound,
+    sim,
+    smpp::carrier,
+    store::{Store, sqlite::SqliteStore},
+    telemetry::Metrics,
+};
+
+/// The sockets the daemon serves on; tests pass listeners bound to `127.0.0.1:0`.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: TcpListener::bind(config.http.listen)
+                .await
+                .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?,
+            admin: TcpListener::bind(config.admin.listen)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on admin.listen {}", config.admin.listen)
+                })?,
+        })
+    }
+}
+
+/// Longest a drain may take before the remaining tasks are abandoned (nothing accepted is
+/// lost either way: unsent work stays queued in the store).
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs the daemon until `shutdown` turns true, then drains.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+
+    let sqlite = SqliteStore::open(
+        &config.store.path,
+        config.store.commit_batch_max,
+        metrics.clone(),
+    )
+    .with_context(|| format!("cannot open store {}", config.store.path.display()))?;
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let requeued = store.requeue_in_flight().await?;
+    if requeued > 0 {
+        tracing::info!(
+            requeued,
+            "messages left mid-send by the last run are queued again"
+        );
+    }
+
+    // Built-in simulated carriers, for development and demos.
+    let mut sims = Vec::new();
+    for c in config.carriers.iter().filter(|c| c.simulator) {
+        let addr = format!("{}:{}", c.host, c.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot start the simulator of carrier {} on {addr}", c.id))?;
+        let cfg = sim::SimConfig {
+            system_id: c.system_id.clone(),
+            password: c.password.clone(),
+            receipt: sim::ReceiptMode {
+                delay: c.simulator_receipt_delay,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        tracing::info!(carrier = %c.id, %addr, "built-in carrier simulator listening");
+        sims.push(sim::Simulator::start(listener, cfg).await);
+    }
+
+    let inbound = Arc::new(Inbound::new(
+        store.clone(),
+        &config.carriers,
+        metrics.clone(),
+    ));
+    let mut carrier_tasks = JoinSet::new();
+    let mut handles = Vec::new();
+    let mut wake = HashMap::new();
+    let mut dispatchers = JoinSet::new();
+    let mut completion_tasks = JoinSet::new();
+    for c in &config.carriers {
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let (handle, tasks) = carrier::start(
+            c.clone(),
+            inbound.clone(),
+            ctx,
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        for t in tasks {
+            carrier_tasks.spawn(async move {
+                let _ = t.await;
+            });
+        }
+        let handle = Arc::new(handle);
+        let tracker = Arc::new(Tracker::default());
+        let notify = Arc::new(Notify::new());
+        wake.insert(c.id.clone(), notify.clone());
+        completion_tasks.spawn(dispatch::run_completions(
+            crx,
+            store.clone(),
+            c.clone(),
+            tracker.clone(),
+            metrics.clone(),
+        ));
+        dispatchers.spawn(dispatch::run_dispatcher(
+            store.clone(),
+            handle.clone(),
+            c.clone(),
+            tracker,
+            notify,
+            shutdown.clone(),
+        ));
+        handles.push(handle);
+    }
+
+    let admin = api::admin_router(AdminState {
+        metrics: metrics.clone(),
+        carriers: handles.clone(),
+        store: store.clone(),
+    });
+    let app = api::router(ApiState::new(
+        config.clone(),
+        store.clone(),
+        metrics.clone(),
+        wake,
+    ));
+    tracing::info!(
+        http = %listeners.http.local_addr()?,
+        admin = %listeners.admin.local_addr()?,
+        "smsgate listening"
+    );
+
+    let mut servers = JoinSet::new();
+    let sd = shutdown.clone();
+    servers.spawn(async move {
+        axum::serve(listeners.admin, admin)
+            .with_graceful_shutdown(wait_for(sd))
+            .await
+    });
+    let sd = shutdown.clone();
+    servers.spawn(async move {
+        axum::serve(listeners.http, app)
+            .with_graceful_shutdown(wait_for(sd))
+            .await
+    });
+
+    let _ = shutdown.wait_for(|s| *s).await;
+    tracing::info!("draining");
+    let drain = async {
+        // 1. HTTP stops taking requests (in-flight ones finish).
+        while servers.join_next().await.is_some() {}
+        // 2. Dispatchers stop claiming; 3. sessions finish outstanding submits and unbind.
+        while dispatchers.join_next().await.is_some() {}
+        while carrier_tasks.join_next().await.is_some() {}
+        // 4. Every outcome is recorded.
+        while completion_tasks.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+        tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; stopping anyway (unsent work stays queued)");
+    }
+    for s in sims {
+        s.shutdown().await;
+    }
+    // 5. The store commits what it was handed and closes.
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

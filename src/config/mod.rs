@@ -1,0 +1,178 @@
+//! Configuration: TOML with `deny_unknown_fields`, human durations ("30s"), secrets as
+//! `env:NAME`. [`load`] parses (serde types in [`raw`]) and validates into the typed
+//! [`Config`] the rest of the crate uses, reporting every problem with its line.
+
+mod raw;
+mod validate;
+
+use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use crate::domain::PhoneNumber;
+
+pub use raw::{BindType, IdFormat, RateClass};
+pub use validate::validate;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: Http,
+    pub admin: Admin,
+    pub store: Store,
+    pub apps: Vec<Arc<App>>,
+    pub carriers: Vec<Arc<Carrier>>,
+    /// Lines by E.164 number.
+    pub lines: HashMap<PhoneNumber, Arc<Line>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub concurrency_limit: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub path: PathBuf,
+    /// Most writes folded into one transaction (group commit).
+    pub commit_batch_max: usize,
+}
+
+#[derive(Clone)]
+pub struct App {
+    pub id: String,
+    pub api_keys: Vec<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secrets: Vec<String>,
+}
+
+/// Hand-written so api keys and secrets never reach a log through `{:?}`.
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.id)
+            .field(
+                "api_keys",
+                &format_args!("[{} redacted]", self.api_keys.len()),
+            )
+            .field("webhook_url", &self.webhook_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct Carrier {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub system_id: String,
+    pub password: String,
+    pub system_type: String,
+    pub bind_type: BindType,
+    pub binds: usize,
+    pub window: usize,
+    pub enquire_link: Duration,
+    pub response_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub max_command_length: usize,
+    pub dlr_id_format: IdFormat,
+    /// Start the built-in simulator on host:port (development and demos).
+    pub simulator: bool,
+    /// Simulator receipt delay when `simulator` is set.
+    pub simulator_receipt_delay: Duration,
+}
+
+impl fmt::Debug for Carrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Carrier")
+            .field("id", &self.id)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("system_id", &self.system_id)
+            .field("window", &self.window)
+            .field("simulator", &self.simulator)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub number: PhoneNumber,
+    pub app: String,
+    pub carrier: String,
+    pub rate_class: RateClass,
+}
+
+/// One problem found in a config file, with the 1-based line it was found on when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub path: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match e.line {
+                Some(line) => write!(f, "{}:{}: {}", self.path, line, e.message)?,
+                None => write!(f, "{}: {}", self.path, e.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        path: shown.clone(),
+        errors: vec![ConfigError {
+            line: None,
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    parse(&text).map_err(|errors| ConfigErrors {
+        path: shown,
+        errors,
+    })
+}
+
+/// Parses and validates config text (tests and `check-config` use this directly).
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim().to_owned(),
+        }]
+    })?;
+    validate(text, raw)
+}
+
+/// 1-based line number of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}

@@ -1,0 +1,201 @@
+//! The config file as serde sees it. Fields whose values are checked against each other
+//! carry their span so errors can name the line.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub apps: Vec<RawApp>,
+    #[serde(default)]
+    pub carriers: Vec<RawCarrier>,
+    #[serde(default)]
+    pub lines: Vec<RawLine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    pub listen: Spanned<String>,
+    pub max_body_bytes: usize,
+    pub concurrency_limit: usize,
+    pub request_timeout: Dur,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: Spanned::new(0..0, "127.0.0.1:8080".into()),
+            max_body_bytes: 64 * 1024,
+            concurrency_limit: 4096,
+            request_timeout: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: Spanned<String>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: Spanned::new(0..0, "127.0.0.1:9090".into()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub path: String,
+    pub commit_batch_max: usize,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            path: "data/smsgate.db".into(),
+            commit_batch_max: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub id: Spanned<String>,
+    pub api_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub webhook_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub webhook_secrets: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindType {
+    Transceiver,
+}
+
+/// How a carrier writes message ids, so receipts and `submit_sm_resp` ids can be compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormat {
+    /// Compare as given, ignoring case and leading zeros.
+    #[default]
+    AsIs,
+    /// `submit_sm_resp` ids are hex, receipts give them in decimal.
+    HexResponseDecimalReceipt,
+    /// `submit_sm_resp` ids are decimal, receipts give them in hex.
+    DecimalResponseHexReceipt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RateClass {
+    #[default]
+    LongCode,
+    TollFree,
+    ShortCode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCarrier {
+    pub id: Spanned<String>,
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub tls: bool,
+    pub system_id: Spanned<String>,
+    pub password: Spanned<String>,
+    #[serde(default)]
+    pub system_type: String,
+    #[serde(default = "default_bind_type")]
+    pub bind_type: BindType,
+    #[serde(default = "one")]
+    pub binds: Spanned<usize>,
+    #[serde(default = "default_window")]
+    pub window: Spanned<usize>,
+    #[serde(default = "default_enquire")]
+    pub enquire_link: Dur,
+    #[serde(default = "default_resp_timeout")]
+    pub response_timeout: Dur,
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min: Dur,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max: Dur,
+    #[serde(default = "default_max_command_length")]
+    pub max_command_length: usize,
+    #[serde(default)]
+    pub dlr_id_format: IdFormat,
+    #[serde(default)]
+    pub simulator: bool,
+    #[serde(default)]
+    pub simulator_receipt_delay: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLine {
+    pub number: Spanned<String>,
+    pub app: Spanned<String>,
+    pub carrier: Spanned<String>,
+    #[serde(default)]
+    pub rate_class: RateClass,
+}
+
+/// A duration written like "30s", "250ms" or "1h 30m".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(Dur)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_bind_type() -> BindType {
+    BindType::Transceiver
+}
+fn one() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+fn default_window() -> Spanned<usize> {
+    Spanned::new(0..0, 64)
+}
+fn default_enquire() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_resp_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_reconnect_min() -> Dur {
+    Dur(Duration::from_millis(500))
+}
+fn default_reconnect_max() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_max_command_length() -> usize {
+    4096
+}

@@ -1,0 +1,383 @@
+//! Cross-field checks over the raw config; every problem is collected, none stops the others.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+};
+
+use toml::Spanned;
+
+use super::{
+    Admin, App, Carrier, Config, ConfigError, Http, Line, Store, line_of,
+    raw::{RawConfig, RawStore},
+};
+use crate::domain::PhoneNumber;
+
+struct Errors<'a> {
+    text: &'a str,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+        let span = spanned.span();
+        // Defaults carry an empty 0..0 span: no line to point at.
+        let line = (span != (0..0)).then(|| line_of(self.text, span.start));
+        self.list.push(ConfigError {
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn global(&mut self, message: impl Into<String>) {
+        self.list.push(ConfigError {
+            line: None,
+            message: message.into(),
+        });
+    }
+
+    /// `env:NAME` secrets are read from the environment; anything else is taken literally.
+    fn secret(&mut self, value: &Spanned<String>, what: &str) -> String {
+        match value.get_ref().strip_prefix("env:") {
+            Some(name) => match std::env::var(name) {
+                Ok(v) if !v.is_empty() => v,
+                _ => {
+                    self.at(
+                        value,
+                        format!("{what}: environment variable {name} is not set"),
+                    );
+                    String::new()
+                }
+            },
+            None => value.get_ref().clone(),
+        }
+    }
+
+    fn addr(&mut self, value: &Spanned<String>, what: &str) -> SocketAddr {
+        value.get_ref().parse().unwrap_or_else(|_| {
+            self.at(
+                value,
+                format!(
+                    "{what}: {:?} is not an address like 127.0.0.1:8080",
+                    value.get_ref()
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+}
+
+/// Turns the raw config into the typed [`Config`], or every problem found.
+pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
+    let mut e = Errors {
+        text,
+        list: Vec::new(),
+    };
+
+    let http = Http {
+        listen: e.addr(&raw.http.listen, "http.listen"),
+        max_body_bytes: raw.http.max_body_bytes,
+        concurrency_limit: raw.http.concurrency_limit.max(1),
+        request_timeout: raw.http.request_timeout.0,
+    };
+    let admin = Admin {
+        listen: e.addr(&raw.admin.listen, "admin.listen"),
+    };
+    let RawStore {
+        path,
+        commit_batch_max,
+    } = raw.store;
+    if commit_batch_max == 0 {
+        e.global("store.commit_batch_max must be at least 1");
+    }
+    let store = Store {
+        path: PathBuf::from(path),
+        commit_batch_max: commit_batch_max.max(1),
+    };
+
+    let mut apps = Vec::new();
+    let mut app_ids = HashSet::new();
+    let mut all_keys = HashMap::new();
+    for a in &raw.apps {
+        let id = a.id.get_ref();
+        if !valid_id(id) {
+            e.at(
+                &a.id,
+                format!("app id {id:?} must be 1-64 of a-z, 0-9, '-', '_'"),
+            );
+        } else if !app_ids.insert(id.clone()) {
+            e.at(&a.id, format!("duplicate app id {id:?}"));
+        }
+        if a.api_keys.is_empty() {
+            e.at(&a.id, format!("app {id:?} has no api_keys"));
+        }
+        let mut keys = Vec::new();
+        for k in &a.api_keys {
+            let key = e.secret(k, "api key");
+            if key.is_empty() && !k.get_ref().starts_with("env:") {
+                e.at(k, "api key is empty");
+            } else if !key.is_empty() && key.len() < 16 {
+                e.at(k, "api key must be at least 16 characters");
+            } else if let Some(other) = all_keys.insert(key.clone(), id.clone())
+                && !key.is_empty()
+            {
+                e.at(k, format!("api key is also used by app {other:?}"));
+            }
+            keys.push(key);
+        }
+        let webhook_url = a.webhook_url.as_ref().map(|u| {
+            let s = u.get_ref();
+            if !(s.starts_with("http://") || s.starts_with("https://")) {
+                e.at(
+                    u,
+                    format!("webhook_url {s:?} must start with http:// or https://"),
+                );
+            }
+            s.clone()
+        });
+        let webhook_secrets: Vec<String> = a
+            .webhook_secrets
+            .iter()
+            .map(|s| e.secret(s, "webhook secret"))
+            .collect();
+        if webhook_url.is_some() && webhook_secrets.is_empty() {
+            e.at(
+                &a.id,
+                format!("app {id:?} has a webhook_url but no webhook_secrets"),
+            );
+        }
+        apps.push(Arc::new(App {
+            id: id.clone(),
+            api_keys: keys,
+            webhook_url,
+            webhook_secrets,
+        }));
+    }
+
+    let mut carriers = Vec::new();
+    let mut carrier_ids = HashSet::new();
+    for c in &raw.carriers {
+        let id = c.id.get_ref();
+        if !valid_id(id) {
+            e.at(
+                &c.id,
+                format!("carrier id {id:?} must be 1-64 of a-z, 0-9, '-', '_'"),
+            );
+        } else if !carrier_ids.insert(id.clone()) {
+            e.at(&c.id, format!("duplicate carrier id {id:?}"));
+        }
+        if c.tls {
+            e.at(
+                &c.id,
+                "tls = true is not supported yet; use a TLS tunnel (stunnel) for now",
+            );
+        }
+        if c.system_id.get_ref().is_empty() || c.system_id.get_ref().len() > 15 {
+            e.at(
+                &c.system_id,
+                "system_id must be 1 to 15 characters (SMPP 3.4)",
+            );
+        }
+        let password = e.secret(&c.password, "carrier password");
+        if password.len() > 8 {
+            e.at(
+                &c.password,
+                "password must be at most 8 characters (SMPP 3.4)",
+            );
+        }
+        let window = *c.window.get_ref();
+        if !(1..=1000).contains(&window) {
+            e.at(
+                &c.window,
+                format!("window {window} must be between 1 and 1000"),
+            );
+        }
+        let binds = *c.binds.get_ref();
+        if !(1..=64).contains(&binds) {
+            e.at(&c.binds, format!("binds {binds} must be between 1 and 64"));
+        }
+        if c.max_command_length < 512 {
+            e.at(&c.id, "max_command_length must be at least 512");
+        }
+        carriers.push(Arc::new(Carrier {
+            id: id.clone(),
+            host: c.host.clone(),
+            port: c.port,
+            system_id: c.system_id.get_ref().clone(),
+            password,
+            system_type: c.system_type.clone(),
+            bind_type: c.bind_type,
+            binds,
+            window: window.clamp(1, 1000),
+            enquire_link: c.enquire_link.0,
+            response_timeout: c.response_timeout.0,
+            reconnect_min: c.reconnect_min.0,
+            reconnect_max: c.reconnect_max.0.max(c.reconnect_min.0),
+            max_command_length: c.max_command_length,
+            dlr_id_format: c.dlr_id_format,
+            simulator: c.simulator,
+            simulator_receipt_delay: c.simulator_receipt_delay.0,
+        }));
+    }
+    if carriers.is_empty() {
+        e.global("at least one [[carriers]] entry is needed");
+    }
+
+    let mut lines = HashMap::new();
+    for l in &raw.lines {
+        let number = match PhoneNumber::parse(l.number.get_ref()) {
+            Ok(n) => Some(n),
+            Err(err) => {
+                e.at(
+                    &l.number,
+                    format!("line number {:?}: {err}", l.number.get_ref()),
+                );
+                None
+            }
+        };
+        if !app_ids.contains(l.app.get_ref()) {
+            e.at(
+                &l.app,
+                format!("line refers to unknown app {:?}", l.app.get_ref()),
+            );
+        }
+        if !carrier_ids.contains(l.carrier.get_ref()) {
+            e.at(
+                &l.carrier,
+                format!("line refers to unknown carrier {:?}", l.carrier.get_ref()),
+            );
+        }
+        if let Some(number) = number {
+            if lines.contains_key(&number) {
+                e.at(&l.number, format!("duplicate line {}", l.number.get_ref()));
+                continue;
+            }
+            lines.insert(
+                number.clone(),
+                Arc::new(Line {
+                    number,
+                    app: l.app.get_ref().clone(),
+                    carrier: l.carrier.get_ref().clone(),
+                    rate_class: l.rate_class,
+                }),
+            );
+        }
+    }
+
+    if e.list.is_empty() {
+        Ok(Config {
+            http,
+            admin,
+            store,
+            apps,
+            carriers,
+            lines,
+        })
+    } else {
+        e.list.sort_by_key(|x| x.line.unwrap_or(usize::MAX));
+        Err(e.list)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    const GOOD: &str = r#"
+[http]
+listen = "127.0.0.1:0"
+
+[[apps]]
+id = "clinic"
+api_keys = ["0123456789abcdef"]
+
+[[carriers]]
+id = "sim"
+port = 2775
+system_id = "smsgate"
+password = "secret"
+
+[[lines]]
+number = "2125551000"
+app = "clinic"
+carrier = "sim"
+"#;
+
+    fn errors(text: &str) -> Vec<(Option<usize>, String)> {
+        parse(text)
+            .expect_err("config should be refused")
+            .into_iter()
+            .map(|e| (e.line, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_config_validates_and_normalises_line_numbers() {
+        let cfg = parse(GOOD).unwrap();
+        assert_eq!(cfg.lines.len(), 1);
+        assert_eq!(cfg.lines.keys().next().unwrap().as_str(), "+12125551000");
+        assert_eq!(cfg.carriers[0].window, 64);
+    }
+
+    #[test]
+    fn an_unknown_key_is_reported_with_its_line() {
+        let text = GOOD.replace("port = 2775", "port = 2775\nwindw = 10");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].0, Some(12), "{errs:?}");
+        assert!(errs[0].1.contains("windw"), "{errs:?}");
+    }
+
+    #[test]
+    fn every_cross_reference_problem_is_reported_with_its_line() {
+        let text = GOOD
+            .replace("app = \"clinic\"", "app = \"dental\"")
+            .replace("carrier = \"sim\"", "carrier = \"att\"")
+            .replace("2125551000", "1115550100")
+            .replace("password = \"secret\"", "password = \"much-too-long\"");
+        let errs = errors(&text);
+        let lines: Vec<_> = errs.iter().map(|e| e.0).collect();
+        assert_eq!(
+            lines,
+            vec![Some(13), Some(16), Some(17), Some(18)],
+            "{errs:?}"
+        );
+        assert!(errs[0].1.contains("at most 8"));
+        assert!(errs[1].1.contains("area code"));
+        assert!(errs[2].1.contains("unknown app \"dental\""));
+        assert!(errs[3].1.contains("unknown carrier \"att\""));
+    }
+
+    #[test]
+    fn duplicate_ids_and_bad_durations_are_refused() {
+        let dup = format!("{GOOD}\n[[apps]]\nid = \"clinic\"\napi_keys = [\"fedcba9876543210\"]\n");
+        let errs = errors(&dup);
+        assert!(
+            errs.iter()
+                .any(|e| e.1.contains("duplicate app id") && e.0 == Some(21))
+        );
+
+        let bad = GOOD.replace("port = 2775", "port = 2775\nenquire_link = \"soon\"");
+        let errs = errors(&bad);
+        assert!(errs[0].1.contains("invalid duration"), "{errs:?}");
+        assert_eq!(errs[0].0, Some(12));
+    }
+
+    #[test]
+    fn env_secrets_must_be_set() {
+        let text = GOOD.replace("\"0123456789abcdef\"", "\"env:SMSGATE_TEST_UNSET_KEY_X\"");
+        let errs = errors(&text);
+        assert_eq!(errs[0].0, Some(7));
+        assert!(errs[0].1.contains("SMSGATE_TEST_UNSET_KEY_X"));
+    }
+}

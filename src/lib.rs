@@ -1,0 +1,31 @@
+//! smsgate: a carrier-facing SMS gateway. Apps submit over HTTP JSON; carriers are spoken to
+//! over SMPP; every accepted message is on disk before the app hears `202`.
+//!
+//! Map of the crate, in pipeline order:
+//! - [`config`]: TOML config, validated into typed values with line-numbered errors.
+//! - [`domain`]: ids, E.164 numbers (redacting `Display`), message states. No I/O.
+//! - [`api`]: the app-facing axum router (auth, validation, JSON errors) and the admin
+//!   listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`segment`]: encoding choice (GSM-7, UCS-2, Latin-1), parts, UDH, MO decoding. Pure.
+//! - [`store`]: the `Store` trait and its SQLite implementation (WAL, group commit).
+//! - [`dispatch`]: claims queued work, sends parts, records each attempt's outcome.
+//! - [`smpp`]: framing, sessions with send windows, bind slots with reconnect, status table.
+//! - [`dlr`]: receipt parsing and carrier id normalisation.
+//! - [`mo`]: what carriers deliver to us (receipts today, inbound texts next).
+//! - [`sim`]: `smsc-sim`, the carrier simulator (also embedded for `simulator = true`).
+//! - [`telemetry`]: logging setup and the Prometheus registry.
+//! - [`app`]: wiring, start order and drain order.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod dispatch;
+pub mod dlr;
+pub mod domain;
+pub mod mo;
+pub mod segment;
+pub mod sim;
+pub mod smpp;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,199 @@
+//! Part bytes: UDH plus encoded payload for each `submit_sm`, following a [`Plan`].
+
+use super::gsm7::{self, Charset, Code};
+use super::plan::plan;
+use super::udh::{ConcatIe, udh_len, write_udh};
+use super::{Concat, Encoding, Options, Part, Plan, Sar, SegmentError, Segmented};
+
+/// Plans `text` and encodes its parts.
+///
+/// `reference` is the concatenation reference; the caller rotates it per destination so parts
+/// of different messages are never mixed up. [`Concat::Udh8`] uses its low byte.
+pub fn segment(text: &str, opts: &Options, reference: u16) -> Result<Segmented, SegmentError> {
+    let plan = plan(text, opts)?;
+    let parts = build_parts(&plan, opts, reference);
+    Ok(Segmented {
+        data_coding: plan.encoding.data_coding(),
+        plan,
+        parts,
+    })
+}
+
+/// A GSM-7 code that the plan promised exists; the fallback only guards against a planner bug.
+fn planned(code: Option<Code>) -> Code {
+    match code {
+        Some(code) => code,
+        None if cfg!(debug_assertions) => unreachable!("plan chose a charset lacking a character"),
+        None => Code::Plain(0x3F), // '?'
+    }
+}
+
+fn build_parts(plan: &Plan, opts: &Options, reference: u16) -> Vec<Part> {
+    if opts.concat == Concat::Payload {
+        let mut short_message = Vec::with_capacity(plan.units_per_part.iter().sum());
+        let mut septets = Vec::with_capacity(if opts.gsm7_packed {
+            plan.text.len() * 2
+        } else {
+            0
+        });
+        encode_units(
+            plan,
+            &mut Cursor::new(&plan.text),
+            usize::MAX,
+            &mut septets,
+            &mut short_message,
+            opts.gsm7_packed,
+            0,
+        );
+        return vec![Part {
+            short_message,
+            udhi: false,
+            sar: None,
+            payload: true,
+        }];
+    }
+
+    let total = plan.parts;
+    // `plan` caps parts at 255, so the count fits the one-octet fields.
+    let total_u8 = u8::try_from(total).unwrap_or(u8::MAX);
+    let concat = (total > 1).then_some(opts.concat);
+    let header_len = udh_len(
+        concat.filter(|c| matches!(c, Concat::Udh8 | Concat::Udh16)),
+        plan.national,
+    );
+    let mut chars = Cursor::new(&plan.text);
+    let mut septets = Vec::with_capacity(if opts.gsm7_packed {
+        plan.units_per_part_max
+    } else {
+        0
+    });
+    let mut parts = Vec::with_capacity(total);
+    for (i, &units) in plan.units_per_part.iter().enumerate() {
+        let seq = u8::try_from(i + 1).unwrap_or(u8::MAX);
+        let mut short_message = Vec::with_capacity(header_len + units * 2);
+        let concat_ie = match concat {
+            Some(Concat::Udh8) | Some(Concat::Udh16) => Some(ConcatIe {
+                sixteen_bit: concat == Some(Concat::Udh16),
+                reference,
+                total: total_u8,
+                seq,
+            }),
+            _ => None,
+        };
+        write_udh(&mut short_message, concat_ie, plan.national);
+        let udh = short_message.len();
+        encode_units(
+            plan,
+            &mut chars,
+            units,
+            &mut septets,
+            &mut short_message,
+            opts.gsm7_packed,
+            udh,
+        );
+        let sar = (concat == Some(Concat::Sar)).then_some(Sar {
+            ref_num: reference,
+            total: total_u8,
+            seq,
+        });
+        parts.push(Part {
+            short_message,
+            udhi: udh > 0,
+            sar,
+            payload: false,
+        });
+    }
+    parts
+}
+
+/// Encodes characters from `chars` worth `units` units (or all of them) and appends them to
+/// `out`, which already holds a UDH of `udh` octets. `septets` is scratch for packing.
+fn encode_units(
+    plan: &Plan,
+    chars: &mut Cursor<'_>,
+    units: usize,
+    septets: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    packed: bool,
+    udh: usize,
+) {
+    let mut used = 0;
+    match plan.encoding {
+        Encoding::Gsm7 => {
+            let charset = Charset::for_shift(plan.national);
+            // Unpacked septets go straight into `out`; packed ones are collected first.
+            let sink: &mut Vec<u8> = if packed {
+                septets.clear();
+                septets
+            } else {
+                out
+            };
+            while let Some(c) = chars.peek() {
+                let code = planned(charset.encode(c));
+                if used + code.septets() > units {
+                    break;
+                }
+                used += code.septets();
+                match code {
+                    Code::Plain(s) => sink.push(s),
+                    Code::Escaped(s) => sink.extend_from_slice(&[gsm7::ESC, s]),
+                }
+                chars.advance(c);
+            }
+            if packed {
+                gsm7::pack_into(septets, gsm7::fill_bits(udh), out);
+            }
+        }
+        Encoding::Latin1 => {
+            while let Some(c) = chars.peek() {
+                if used + 1 > units {
+                    break;
+                }
+                used += 1;
+                // The planner chose Latin-1 only if every character is <= U+00FF.
+                out.push(u8::try_from(u32::from(c)).unwrap_or(b'?'));
+                chars.advance(c);
+            }
+        }
+        Encoding::Ucs2 => {
+            let mut buf = [0u16; 2];
+            while let Some(c) = chars.peek() {
+                let code_units = c.encode_utf16(&mut buf);
+                if used + code_units.len() > units {
+                    break;
+                }
+                used += code_units.len();
+                for unit in code_units.iter() {
+                    out.extend_from_slice(&unit.to_be_bytes());
+                }
+                chars.advance(c);
+            }
+        }
+    }
+}
+
+/// A position in the text; reads ASCII without UTF-8 decoding, the common case.
+struct Cursor<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Cursor<'a> {
+        Cursor { text, pos: 0 }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<char> {
+        let b = *self.text.as_bytes().get(self.pos)?;
+        if b.is_ascii() {
+            return Some(char::from(b));
+        }
+        self.text.get(self.pos..)?.chars().next()
+    }
+
+    #[inline]
+    fn advance(&mut self, c: char) {
+        self.pos += c.len_utf8();
+    }
+}

@@ -1,0 +1,367 @@
+//! One SMPP session: a single task owns the socket. Callers hand it submits over a bounded
+//! channel; it keeps at most `window` of them in flight, matches responses by sequence
+//! number, expires the ones that never get an answer, answers the carrier's requests, and
+//! reports every submit's fate on the completion channel exactly once.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use futures::{StreamExt, future::BoxFuture};
+use rusmpp::{
+    Command, CommandStatus, Pdu,
+    pdus::{BindTransceiver, DeliverSmResp, SubmitSm},
+    types::COctetString,
+    values::InterfaceVersion,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    sync::{mpsc, watch},
+    time::Instant,
+};
+use tokio_util::codec::FramedRead;
+
+use super::codec::{Frame, FrameError, SmppCodec, encode_into};
+use crate::domain::MessageId;
+
+/// Which part of which message a submit carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartCtx {
+    pub message: MessageId,
+    pub seq: u32,
+}
+
+#[derive(Debug)]
+pub struct SubmitRequest {
+    pub pdu: SubmitSm,
+    pub ctx: PartCtx,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitResult {
+    /// The carrier answered (`submit_sm_resp` or `generic_nack`).
+    Response { status: u32, message_id: String },
+    /// No answer within the response timeout.
+    Timeout,
+    /// Written, but the connection ended before an answer.
+    ConnectionLost,
+    /// Never written (session ended or shutting down).
+    NotSent,
+}
+
+#[derive(Debug)]
+pub struct Completion {
+    pub ctx: PartCtx,
+    pub result: SubmitResult,
+    /// Time from write to answer, when there was one.
+    pub latency: Option<Duration>,
+}
+
+/// What the session does with a carrier's deliver_sm: store it, then tell us the status to
+/// answer with. The answer goes out only after the future resolves.
+pub trait InboundHandler: Send + Sync + 'static {
+    fn deliver_sm(
+        &self,
+        carrier: Arc<str>,
+        pdu: rusmpp::pdus::DeliverSm,
+    ) -> BoxFuture<'static, u32>;
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub carrier: Arc<str>,
+    pub system_id: String,
+    pub password: String,
+    pub system_type: String,
+    pub window: usize,
+    pub response_timeout: Duration,
+    pub enquire_link: Duration,
+    pub max_command_length: usize,
+    /// How long a draining session waits for outstanding responses before unbinding.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error("bind refused with status 0x{status:08X}")]
+    BindRefused { status: u32 },
+    #[error("no bind response within {0:?}")]
+    BindTimeout(Duration),
+    #[error("connection closed by the carrier")]
+    Closed,
+    #[error("carrier unbound")]
+    Unbound,
+    #[error("no enquire_link_resp within {0:?}: link presumed dead")]
+    LinkDead(Duration),
+    #[error("framing: {0}")]
+    Frame(#[from] FrameError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a session ended after a successful bind.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// Shutdown: drained and unbound.
+    Drained,
+    Failed(SessionError),
+}
+
+/// Events the session reports to whoever supervises it (metrics, readiness).
+pub trait SessionObserver: Send + Sync + 'static {
+    fn in_flight(&self, _delta: i64) {}
+    fn malformed(&self) {}
+}
+
+struct Pending {
+    ctx: PartCtx,
+    sent: Instant,
+}
+
+const SEQ_MAX: u32 = 0x7FFF_FFFF;
+
+fn next_seq(seq: &mut u32) -> u32 {
+    *seq = if *seq >= SEQ_MAX { 1 } else { *seq + 1 };
+    *seq
+}
+
+fn cstr<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
+    // Config validation bounds these lengths; an over-long value degrades to empty, which the
+    // carrier then refuses with a clear bind status.
+    s.parse().unwrap_or_default()
+}
+
+/// Binds as a transceiver on `io`, then runs the session until shutdown or failure.
+/// `requests` outlives the session: what is still queued in it when a session ends waits for
+/// the next one.
+pub async fn run<S>(
+    io: S,
+    cfg: &SessionConfig,
+    requests: &mut mpsc::Receiver<SubmitRequest>,
+    completions: &mpsc::UnboundedSender<Completion>,
+    inbound: Arc<dyn InboundHandler>,
+    observer: Arc<dyn SessionObserver>,
+    mut shutdown: watch::Receiver<bool>,
+    on_bound: impl FnOnce(),
+) -> Result<SessionEnd, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let (rd, mut wr) = tokio::io::split(io);
+    let mut frames = FramedRead::new(rd, SmppCodec::new(cfg.max_command_length));
+    let mut wbuf = BytesMut::with_capacity(64 * 1024);
+    let mut seq = 0u32;
+
+    // Bind.
+    let bind = BindTransceiver::builder()
+        .system_id(cstr(&cfg.system_id))
+        .password(cstr(&cfg.password))
+        .system_type(cstr(&cfg.system_type))
+        .interface_version(InterfaceVersion::Smpp3_4)
+        .build();
+    let bind_seq = next_seq(&mut seq);
+    encode_into(
+        &Command::new(CommandStatus::EsmeRok, bind_seq, bind),
+        &mut wbuf,
+    );
+    wr.write_all(&wbuf).await?;
+    wbuf.clear();
+    let bind_deadline = cfg.response_timeout;
+    let resp = tokio::time::timeout(bind_deadline, async {
+        loop {
+            match frames.next().await {
+                Some(Ok(Frame::Command(c))) if c.sequence_number() == bind_seq => return Ok(c),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(SessionError::from(e)),
+                None => return Err(SessionError::Closed),
+            }
+        }
+    })
+    .await
+    .map_err(|_| SessionError::BindTimeout(bind_deadline))??;
+    let status = u32::from(resp.status());
+    if status != 0 {
+        return Err(SessionError::BindRefused { status });
+    }
+    on_bound();
+
+    let (resp_tx, mut resp_rx) = mpsc::unbounded_channel::<(u32, u32)>();
+    let mut pending: HashMap<u32, Pending> = HashMap::with_capacity(cfg.window * 2);
+    let mut deadlines: VecDeque<(Instant, u32)> = VecDeque::with_capacity(cfg.window * 2);
+    let mut last_heard = Instant::now();
+    let mut enquire_sent: Option<Instant> = None;
+    let tick_every = (cfg.response_timeout / 4)
+        .min(cfg.enquire_link / 2)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut draining = false;
+    let mut drain_deadline = Instant::now();
+    let mut inbound_in_progress = 0usize;
+
+    let finish = |pending: &mut HashMap<u32, Pending>, result: SubmitResult| {
+        let n = pending.len() as i64;
+        for (_, p) in pending.drain() {
+            let _ = completions.send(Completion {
+                ctx: p.ctx,
+                result: result.clone(),
+                latency: None,
+            });
+        }
+        observer.in_flight(-n);
+    };
+
+    let outcome: Result<SessionEnd, SessionError> = loop {
+        let can_send = !draining && pending.len() < cfg.window;
+        tokio::select! {
+            biased;
+            changed = shutdown.changed(), if !draining => {
+                if changed.is_err() || *shutdown.borrow() {
+                    draining = true;
+                    drain_deadline = Instant::now() + cfg.drain_timeout;
+                }
+            }
+            frame = frames.next() => {
+                last_heard = Instant::now();
+                match frame {
+                    None => break Err(SessionError::Closed),
+                    Some(Err(e)) => break Err(e.into()),
+                    Some(Ok(Frame::Malformed { command_id, sequence_number, error })) => {
+                        tracing::warn!(carrier = %cfg.carrier, command_id, sequence_number, %error, "malformed PDU from carrier");
+                        observer.malformed();
+                        // A response we cannot read: its submit will be retried after the timeout.
+                        if command_id & 0x8000_0000 == 0 {
+                            encode_into(&Command::new(CommandStatus::EsmeRinvcmdlen, sequence_number, Pdu::GenericNack), &mut wbuf);
+                        }
+                    }
+                    Some(Ok(Frame::Command(c))) => {
+                        let seq_no = c.sequence_number();
+                        let status = u32::from(c.status());
+                        match c.pdu() {
+                            Some(Pdu::SubmitSmResp(r)) => {
+                                if let Some(p) = pending.remove(&seq_no) {
+                                    observer.in_flight(-1);
+                                    let _ = completions.send(Completion {
+                                        ctx: p.ctx,
+                                        result: SubmitResult::Response { status, message_id: r.message_id().as_str().to_owned() },
+                                        latency: Some(p.sent.elapsed()),
+                                    });
+                                }
+                            }
+                            Some(Pdu::GenericNack) | None if c.id() == rusmpp::CommandId::GenericNack => {
+                                if let Some(p) = pending.remove(&seq_no) {
+                                    observer.in_flight(-1);
+                                    let _ = completions.send(Completion {
+                                        ctx: p.ctx,
+                                        result: SubmitResult::Response { status, message_id: String::new() },
+                                        latency: Some(p.sent.elapsed()),
+                                    });
+                                }
+                            }
+                            Some(Pdu::DeliverSm(d)) => {
+                                inbound_in_progress += 1;
+                                let fut = inbound.deliver_sm(cfg.carrier.clone(), d.clone());
+                                let tx = resp_tx.clone();
+                                tokio::spawn(async move {
+                                    let status = fut.await;
+                                    let _ = tx.send((seq_no, status));
+                                });
+                            }
+                            Some(Pdu::EnquireLink) => {
+                                encode_into(&Command::new(CommandStatus::EsmeRok, seq_no, Pdu::EnquireLinkResp), &mut wbuf);
+                            }
+                            Some(Pdu::EnquireLinkResp) => enquire_sent = None,
+                            Some(Pdu::Unbind) => {
+                                encode_into(&Command::new(CommandStatus::EsmeRok, seq_no, Pdu::UnbindResp), &mut wbuf);
+                                let _ = wr.write_all(&wbuf).await;
+                                wbuf.clear();
+                                break Err(SessionError::Unbound);
+                            }
+                            Some(Pdu::UnbindResp) => break Ok(SessionEnd::Drained),
+                            _ => {
+                                // Requests we do not serve get a generic_nack; stray responses are ignored.
+                                if u32::from(c.id()) & 0x8000_0000 == 0 {
+                                    encode_into(&Command::new(CommandStatus::EsmeRinvcmdid, seq_no, Pdu::GenericNack), &mut wbuf);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Some((seq_no, status)) = resp_rx.recv() => {
+                inbound_in_progress -= 1;
+                encode_into(&Command::new(CommandStatus::from(status), seq_no, DeliverSmResp::default()), &mut wbuf);
+            }
+            req = requests.recv(), if can_send => {
+                let Some(req) = req else { break Ok(SessionEnd::Drained) };
+                let mut next = Some(req);
+                // Take every ready submit the window allows, then write them in one go.
+                while let Some(r) = next.take() {
+                    let s = next_seq(&mut seq);
+                    encode_into(&Command::new(CommandStatus::EsmeRok, s, r.pdu), &mut wbuf);
+                    let now = Instant::now();
+                    pending.insert(s, Pending { ctx: r.ctx, sent: now });
+                    deadlines.push_back((now + cfg.response_timeout, s));
+                    observer.in_flight(1);
+                    if pending.len() < cfg.window && wbuf.len() < 60 * 1024 {
+                        next = requests.try_recv().ok();
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                while let Some(&(at, s)) = deadlines.front() {
+                    if at > now { break; }
+                    deadlines.pop_front();
+                    if let Some(p) = pending.remove(&s) {
+                        observer.in_flight(-1);
+                        let _ = completions.send(Completion { ctx: p.ctx, result: SubmitResult::Timeout, latency: None });
+                    }
+                }
+                if deadlines.len() > pending.len() * 4 + 1024 {
+                    // Answered entries pile up behind a long timeout; drop the stale ones.
+                    deadlines.retain(|(_, s)| pending.contains_key(s));
+                }
+                if let Some(sent) = enquire_sent {
+                    if now.duration_since(sent) > cfg.response_timeout {
+                        break Err(SessionError::LinkDead(cfg.response_timeout));
+                    }
+                } else if now.duration_since(last_heard) >= cfg.enquire_link {
+                    encode_into(&Command::new(CommandStatus::EsmeRok, next_seq(&mut seq), Pdu::EnquireLink), &mut wbuf);
+                    enquire_sent = Some(now);
+                }
+                if draining && ((pending.is_empty() && inbound_in_progress == 0) || now >= drain_deadline) {
+                    encode_into(&Command::new(CommandStatus::EsmeRok, next_seq(&mut seq), Pdu::Unbind), &mut wbuf);
+                    let _ = wr.write_all(&wbuf).await;
+                    wbuf.clear();
+                    // Wait briefly for unbind_resp; the carrier may just close.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Some(Ok(f)) = frames.next().await {
+                            if let Frame::Command(c) = f && c.id() == rusmpp::CommandId::UnbindResp {
+                                break;
+                            }
+                        }
+                    }).await;
+                    break Ok(SessionEnd::Drained);
+                }
+            }
+        }
+        if !wbuf.is_empty() {
+            if let Err(e) = wr.write_all(&wbuf).await {
+                break Err(e.into());
+            }
+            wbuf.clear();
+        }
+    };
+    // Whatever is still pending was written but never answered.
+    finish(&mut pending, SubmitResult::ConnectionLost);
+    let _ = wr.shutdown().await;
+    match outcome {
+        Ok(end) => Ok(end),
+        Err(e) => Ok(SessionEnd::Failed(e)),
+    }
+}

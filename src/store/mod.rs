@@ -1,0 +1,245 @@
+//! Durable state. [`Store`] is the seam the pipeline talks to; [`sqlite`] is the embedded
+//! default (WAL, `synchronous=FULL`, one writer thread doing group commit). The trait speaks in
+//! ids, millisecond timestamps and claims of queued work so a PostgreSQL implementation
+//! (`SELECT ... FOR UPDATE SKIP LOCKED`) fits the same shape.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::domain::{MessageId, MessageState, Millis, PhoneNumber};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Store failures, classified for the API: `Unavailable` becomes 503 so nothing is accepted
+/// that cannot be kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused a write (disk full, read-only, I/O error) or is shutting down.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a corrupt row; details are logged, never sent to clients.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            Some(
+                DiskFull | ReadOnly | CannotOpen | SystemIoFailure | DatabaseBusy | DatabaseLocked,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A message accepted at the API, ready to be made durable.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub app_id: String,
+    pub line: PhoneNumber,
+    pub to: PhoneNumber,
+    pub body: String,
+    pub client_ref: Option<String>,
+    pub encoding: &'static str,
+    pub segments: u32,
+    pub carrier: String,
+    pub created_at: Millis,
+}
+
+/// An `Idempotency-Key` and a fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// The key was used within 24 h; the first message stands.
+    Replayed {
+        id: MessageId,
+        same_request: bool,
+    },
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Clone)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub app_id: String,
+    pub line: PhoneNumber,
+    pub to: PhoneNumber,
+    pub client_ref: Option<String>,
+    pub encoding: String,
+    pub segments: u32,
+    pub state: MessageState,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub carrier: String,
+    pub attempts: u32,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub parts: Vec<PartRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartRecord {
+    pub seq: u32,
+    pub carrier: String,
+    pub carrier_message_id: String,
+    pub state: MessageState,
+    pub receipt_stat: Option<String>,
+    pub receipt_err: Option<String>,
+    pub sent_at: Millis,
+    pub done_at: Option<Millis>,
+}
+
+/// Queued work handed to a dispatcher; the message is `sending` until its attempt is recorded.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: MessageId,
+    pub line: PhoneNumber,
+    pub to: PhoneNumber,
+    pub body: String,
+    pub segments: u32,
+    pub attempts: u32,
+    /// Parts that already have a carrier id from an earlier attempt (never sent twice).
+    pub sent_parts: Vec<u32>,
+}
+
+/// What the carrier said about one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartOutcome {
+    Accepted {
+        carrier_message_id: String,
+    },
+    /// Back-pressure or a temporary error: try again after `delay`.
+    Retry {
+        status: u32,
+        delay: Duration,
+    },
+    /// The carrier will never take it.
+    Permanent {
+        status: u32,
+        reason: String,
+    },
+    /// No answer (timeout, connection lost, never written): resubmit.
+    Lost,
+}
+
+/// The outcome of one attempt at sending a message (all its outstanding parts).
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: MessageId,
+    pub carrier: String,
+    pub parts: Vec<(u32, PartOutcome)>,
+}
+
+/// A delivery receipt's verdict on one part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptState {
+    Delivered,
+    Undelivered,
+    Expired,
+    Rejected,
+    Deleted,
+    Unknown,
+    /// Intermediate (`ENROUTE`, `ACCEPTD`): recorded, not final.
+    Enroute,
+}
+
+impl ReceiptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Undelivered => "undelivered",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::Deleted => "deleted",
+            Self::Unknown => "unknown",
+            Self::Enroute => "enroute",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Delivered,
+            Self::Undelivered,
+            Self::Expired,
+            Self::Rejected,
+            Self::Deleted,
+            Self::Unknown,
+            Self::Enroute,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub carrier: String,
+    /// Normalised by [`crate::dlr::normalise_id`] so it compares with the stored part id.
+    pub carrier_message_id: String,
+    pub state: ReceiptState,
+    /// The raw `stat:` word (e.g. `UNDELIV`).
+    pub stat: String,
+    pub err: Option<String>,
+    pub received_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptMatch {
+    /// Applied to a part; `state` is the message's state afterwards.
+    Matched { id: MessageId, state: MessageState },
+    /// No part has that id yet: kept, and applied if the part appears (receipt before
+    /// `submit_sm_resp`), otherwise listed as unmatched.
+    Held,
+}
+
+/// The durable store behind the pipeline.
+pub trait Store: Send + Sync + 'static {
+    /// Durably stores a new message (fsync'd before the future resolves).
+    fn insert_message(
+        &self,
+        msg: NewMessage,
+        idem: Option<Idempotency>,
+    ) -> BoxFuture<'_, StoreResult<InsertOutcome>>;
+
+    /// A message as its app sees it; `None` if it does not exist or belongs to another app.
+    fn get_message(
+        &self,
+        app_id: String,
+        id: MessageId,
+    ) -> BoxFuture<'_, StoreResult<Option<MessageRecord>>>;
+
+    /// Atomically moves up to `limit` due queued messages of `carrier` to `sending`.
+    fn claim_queued(
+        &self,
+        carrier: String,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<Claimed>>>;
+
+    /// Records what happened to one attempt and moves the message on.
+    fn record_attempt(&self, attempt: Attempt) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Applies a delivery receipt (or holds it when its part is not known yet).
+    fn record_receipt(&self, receipt: Receipt) -> BoxFuture<'_, StoreResult<ReceiptMatch>>;
+
+    /// Start-up: messages left `sending` by a crash go back to the queue. Returns how many.
+    fn requeue_in_flight(&self) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Messages waiting to be sent (queued or sending).
+    fn queue_depth(&self) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Stops the writer after it has committed everything already handed to it.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,724 @@
+//! SQLite store: WAL + `synchronous=FULL`; one writer thread owns the write connection and
+//! folds every operation waiting in its queue into one transaction (group commit), answering
+//! each caller only after the COMMIT (and its fsync) returned. Reads use a separate connection.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use futures::{FutureExt, future::BoxFuture};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::{domain::now_millis, telemetry::Metrics};
+
+/// Versioned schema; index i holds the migration to version i + 1. Never edit a shipped entry:
+/// append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    line TEXT NOT NULL,
+    to_number TEXT NOT NULL,
+    body TEXT NOT NULL,
+    client_ref TEXT,
+    encoding TEXT NOT NULL,
+    segments INTEGER NOT NULL,
+    carrier TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code TEXT,
+    error_message TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX messages_queue ON messages (carrier, next_attempt_at) WHERE status = 'queued';
+CREATE INDEX messages_sending ON messages (status) WHERE status = 'sending';
+CREATE TABLE parts (
+    message_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    carrier TEXT NOT NULL,
+    carrier_message_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    receipt_stat TEXT,
+    receipt_err TEXT,
+    sent_at INTEGER NOT NULL,
+    done_at INTEGER,
+    PRIMARY KEY (message_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX parts_by_carrier_id ON parts (carrier, carrier_message_id);
+CREATE TABLE receipts_held (
+    carrier TEXT NOT NULL,
+    carrier_message_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stat TEXT NOT NULL,
+    err TEXT,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX receipts_held_by_id ON receipts_held (carrier, carrier_message_id);
+CREATE TABLE idempotency (
+    app_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, key)
+) WITHOUT ROWID;
+"#];
+
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+pub struct SqliteStore {
+    ops: mpsc::Sender<Op>,
+    reader: Arc<Mutex<Connection>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+type Reply<T> = oneshot::Sender<StoreResult<T>>;
+
+enum Op {
+    Insert(NewMessage, Option<Idempotency>, Reply<InsertOutcome>),
+    Claim(String, usize, Reply<Vec<Claimed>>),
+    Attempt(Attempt, Reply<()>),
+    Receipt(Receipt, Reply<ReceiptMatch>),
+    RequeueInFlight(Reply<u64>),
+    /// Commit what came before, then stop.
+    Shutdown,
+}
+
+/// An operation's result, held until its transaction commits.
+enum Done {
+    Insert(Reply<InsertOutcome>, StoreResult<InsertOutcome>),
+    Claim(Reply<Vec<Claimed>>, StoreResult<Vec<Claimed>>),
+    Unit(Reply<()>, StoreResult<()>),
+    Receipt(Reply<ReceiptMatch>, StoreResult<ReceiptMatch>),
+    Count(Reply<u64>, StoreResult<u64>),
+    Nothing,
+}
+
+impl Done {
+    fn finish(self, commit: &Result<(), String>) {
+        fn send<T>(tx: oneshot::Sender<StoreResult<T>>, r: StoreResult<T>, c: &Result<(), String>) {
+            let r = match c {
+                Ok(()) => r,
+                Err(e) => Err(StoreError::Unavailable(e.clone())),
+            };
+            // The caller may have gone (request timed out); the write stands either way.
+            let _ = tx.send(r);
+        }
+        match self {
+            Done::Insert(tx, r) => send(tx, r, commit),
+            Done::Claim(tx, r) => send(tx, r, commit),
+            Done::Unit(tx, r) => send(tx, r, commit),
+            Done::Receipt(tx, r) => send(tx, r, commit),
+            Done::Count(tx, r) => send(tx, r, commit),
+            Done::Nothing => {}
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "database schema version {version} is newer than this smsgate ({}): refusing to run",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating directories and schema as needed) and starts the writer thread.
+    pub fn open(path: &Path, batch_max: usize, metrics: Arc<Metrics>) -> StoreResult<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut writer_conn = open_connection(path)?;
+        migrate(&mut writer_conn)?;
+        let reader = open_connection(path)?;
+        let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
+        let batch_max = batch_max.max(1);
+        let writer = std::thread::Builder::new()
+            .name("smsgate-store".into())
+            .spawn(move || writer_loop(writer_conn, rx, batch_max, metrics))
+            .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            ops: tx,
+            reader: Arc::new(Mutex::new(reader)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> StoreResult<T> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock only means another read panicked; the connection is still fine.
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    batch_max: usize,
+    m: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    let mut done = Vec::with_capacity(batch_max);
+    let mut stopping = false;
+    while !stopping {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        batch.push(first);
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if let Some(pos) = batch.iter().position(|op| matches!(op, Op::Shutdown)) {
+            stopping = true;
+            // Ops queued behind the shutdown are dropped: their callers see the store closed.
+            batch.truncate(pos);
+        }
+        let started = Instant::now();
+        let size = batch.len();
+        let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => {
+                for op in batch.drain(..) {
+                    done.push(apply(&tx, op));
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                // Nothing can be written: fail every caller of this batch.
+                let msg = e.to_string();
+                for op in batch.drain(..) {
+                    done.push(fail(op, &msg));
+                }
+                Err(msg)
+            }
+        };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, batch = size, "store commit failed");
+            m.store_commit_errors.inc();
+        }
+        m.store_commit_batch.observe(size as f64);
+        m.store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for d in done.drain(..) {
+            d.finish(&commit);
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn fail(op: Op, msg: &str) -> Done {
+    fn e<T>(msg: &str) -> StoreResult<T> {
+        Err(StoreError::Unavailable(msg.to_owned()))
+    }
+    match op {
+        Op::Insert(_, _, tx) => Done::Insert(tx, e(msg)),
+        Op::Claim(_, _, tx) => Done::Claim(tx, e(msg)),
+        Op::Attempt(_, tx) => Done::Unit(tx, e(msg)),
+        Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
+        Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
+        Op::Shutdown => Done::Nothing,
+    }
+}
+
+/// Runs one operation inside a savepoint so a failing operation never undoes its batch-mates.
+fn apply(tx: &Transaction<'_>, op: Op) -> Done {
+    fn guarded<T>(
+        tx: &Transaction<'_>,
+        f: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        tx.execute_batch("SAVEPOINT op")?;
+        match f(tx) {
+            Ok(v) => {
+                tx.execute_batch("RELEASE op")?;
+                Ok(v)
+            }
+            Err(e) => {
+                tx.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                Err(e)
+            }
+        }
+    }
+    match op {
+        Op::Insert(m, idem, reply) => {
+            Done::Insert(reply, guarded(tx, |c| insert(c, &m, idem.as_ref())))
+        }
+        Op::Claim(carrier, limit, reply) => {
+            Done::Claim(reply, guarded(tx, |c| claim(c, &carrier, limit)))
+        }
+        Op::Attempt(a, reply) => Done::Unit(reply, guarded(tx, |c| attempt(c, &a))),
+        Op::Receipt(r, reply) => Done::Receipt(reply, guarded(tx, |c| receipt(c, &r))),
+        Op::Shutdown => Done::Nothing,
+        Op::RequeueInFlight(reply) => Done::Count(
+            reply,
+            guarded(tx, |c| {
+                Ok(c.prepare_cached(
+                    "UPDATE messages SET status = 'queued', updated_at = ?1 WHERE status = 'sending'",
+                )?
+                .execute(params![now_millis()])? as u64)
+            }),
+        ),
+    }
+}
+
+fn insert(
+    c: &Connection,
+    m: &NewMessage,
+    idem: Option<&Idempotency>,
+) -> StoreResult<InsertOutcome> {
+    if let Some(idem) = idem {
+        let found: Option<(String, String, i64)> = c
+            .prepare_cached(
+                "SELECT message_id, fingerprint, created_at FROM idempotency WHERE app_id = ?1 AND key = ?2",
+            )?
+            .query_row(params![m.app_id, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        match found {
+            Some((id, fp, at)) if m.created_at - at < IDEMPOTENCY_WINDOW_MS => {
+                return Ok(InsertOutcome::Replayed {
+                    id: MessageId::from_store(id),
+                    same_request: fp == idem.fingerprint,
+                });
+            }
+            Some(_) => {
+                c.prepare_cached("DELETE FROM idempotency WHERE app_id = ?1 AND key = ?2")?
+                    .execute(params![m.app_id, idem.key])?;
+            }
+            None => {}
+        }
+        c.prepare_cached(
+            "INSERT INTO idempotency (app_id, key, message_id, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![m.app_id, idem.key, m.id.as_str(), idem.fingerprint, m.created_at])?;
+    }
+    c.prepare_cached(
+        "INSERT INTO messages (id, app_id, line, to_number, body, client_ref, encoding, segments, carrier, \
+         status, next_attempt_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?10)",
+    )?
+    .execute(params![
+        m.id.as_str(),
+        m.app_id,
+        m.line.as_str(),
+        m.to.as_str(),
+        m.body,
+        m.client_ref,
+        m.encoding,
+        m.segments,
+        m.carrier,
+        m.created_at
+    ])?;
+    Ok(InsertOutcome::Inserted)
+}
+
+fn claim(c: &Connection, carrier: &str, limit: usize) -> StoreResult<Vec<Claimed>> {
+    let now = now_millis();
+    let mut stmt = c.prepare_cached(
+        "UPDATE messages SET status = 'sending', updated_at = ?1 WHERE id IN \
+         (SELECT id FROM messages WHERE carrier = ?2 AND status = 'queued' AND next_attempt_at <= ?1 \
+          ORDER BY next_attempt_at LIMIT ?3) \
+         RETURNING id, line, to_number, body, segments, attempts",
+    )?;
+    let mut claimed = stmt
+        .query_map(params![now, carrier, limit as i64], |r| {
+            Ok(Claimed {
+                id: MessageId::from_store(r.get(0)?),
+                line: PhoneNumber::from_store(r.get(1)?),
+                to: PhoneNumber::from_store(r.get(2)?),
+                body: r.get(3)?,
+                segments: r.get(4)?,
+                attempts: r.get(5)?,
+                sent_parts: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    // RETURNING order is unspecified; keep the queue's order.
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut parts = c.prepare_cached("SELECT seq FROM parts WHERE message_id = ?1")?;
+    for m in claimed.iter_mut().filter(|m| m.attempts > 0) {
+        m.sent_parts = parts
+            .query_map(params![m.id.as_str()], |r| r.get(0))?
+            .collect::<Result<Vec<u32>, _>>()?;
+    }
+    Ok(claimed)
+}
+
+fn attempt(c: &Connection, a: &Attempt) -> StoreResult<()> {
+    let now = now_millis();
+    let mut retry_delay: Option<std::time::Duration> = None;
+    let mut permanent: Option<(u32, &str)> = None;
+    for (seq, outcome) in &a.parts {
+        match outcome {
+            PartOutcome::Accepted { carrier_message_id } => {
+                c.prepare_cached(
+                    "INSERT OR IGNORE INTO parts (message_id, seq, carrier, carrier_message_id, status, sent_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'sent', ?5)",
+                )?
+                .execute(params![a.id.as_str(), seq, a.carrier, carrier_message_id, now])?;
+                apply_held_receipts(c, &a.carrier, carrier_message_id)?;
+            }
+            PartOutcome::Retry { delay, .. } => {
+                retry_delay = Some(retry_delay.map_or(*delay, |d| d.max(*delay)));
+            }
+            PartOutcome::Lost => {
+                retry_delay.get_or_insert(std::time::Duration::ZERO);
+            }
+            PartOutcome::Permanent { status, reason } => permanent = Some((*status, reason)),
+        }
+    }
+    let status: Option<String> = c
+        .prepare_cached("SELECT status FROM messages WHERE id = ?1")?
+        .query_row(params![a.id.as_str()], |r| r.get(0))
+        .optional()?;
+    if status.as_deref() != Some("sending") {
+        // Already final (e.g. a receipt beat us) or unknown: nothing to move.
+        return Ok(());
+    }
+    if let Some((code, reason)) = permanent {
+        c.prepare_cached(
+            "UPDATE messages SET status = 'failed', error_code = ?2, error_message = ?3, \
+             attempts = attempts + 1, updated_at = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            a.id.as_str(),
+            reason,
+            format!("carrier refused the message: {reason} (command_status 0x{code:08X})"),
+            now
+        ])?;
+    } else if let Some(delay) = retry_delay {
+        c.prepare_cached(
+            "UPDATE messages SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?2, \
+             updated_at = ?3 WHERE id = ?1",
+        )?
+        .execute(params![a.id.as_str(), now + delay.as_millis() as i64, now])?;
+    } else {
+        c.prepare_cached("UPDATE messages SET attempts = attempts + 1 WHERE id = ?1")?
+            .execute(params![a.id.as_str()])?;
+        settle(c, &a.id, now)?;
+    }
+    Ok(())
+}
+
+/// Moves a message whose parts have all been accepted to `sent`, `delivered` or
+/// `undelivered` from its parts' receipts.
+fn settle(c: &Connection, id: &MessageId, now: Millis) -> StoreResult<MessageState> {
+    let (status, segments): (String, u32) = c
+        .prepare_cached("SELECT status, segments FROM messages WHERE id = ?1")?
+        .query_row(params![id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let current = MessageState::parse(&status).unwrap_or(MessageState::Sending);
+    if current.is_final() || current == MessageState::Queued {
+        return Ok(current);
+    }
+    let (parts, delivered, failed, err): (u32, u32, u32, Option<String>) = c
+        .prepare_cached(
+            "SELECT count(*), sum(status = 'delivered'), sum(status IN ('undelivered', 'expired')), \
+             max(CASE WHEN status IN ('undelivered', 'expired') THEN receipt_stat || ':' || coalesce(receipt_err, '') END) \
+             FROM parts WHERE message_id = ?1",
+        )?
+        .query_row(params![id.as_str()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<u32>>(1)?.unwrap_or(0),
+                r.get::<_, Option<u32>>(2)?.unwrap_or(0),
+                r.get(3)?,
+            ))
+        })?;
+    let next = if failed > 0 {
+        MessageState::Undelivered
+    } else if parts >= segments && delivered >= segments {
+        MessageState::Delivered
+    } else if parts >= segments {
+        MessageState::Sent
+    } else {
+        current
+    };
+    if next != current {
+        let (code, message) = match (next, err) {
+            (MessageState::Undelivered, Some(e)) => {
+                let (stat, code) = e.split_once(':').unwrap_or((&e, ""));
+                (
+                    Some(stat.to_owned()),
+                    Some(format!("receipt says {stat}, error {code}")),
+                )
+            }
+            _ => (None, None),
+        };
+        c.prepare_cached(
+            "UPDATE messages SET status = ?2, error_code = coalesce(?3, error_code), \
+             error_message = coalesce(?4, error_message), updated_at = ?5 WHERE id = ?1",
+        )?
+        .execute(params![id.as_str(), next.as_str(), code, message, now])?;
+    }
+    Ok(next)
+}
+
+fn part_status(state: ReceiptState) -> &'static str {
+    match state {
+        ReceiptState::Delivered => "delivered",
+        ReceiptState::Expired => "expired",
+        ReceiptState::Enroute => "sent",
+        ReceiptState::Undelivered
+        | ReceiptState::Rejected
+        | ReceiptState::Deleted
+        | ReceiptState::Unknown => "undelivered",
+    }
+}
+
+/// Applies a receipt to its part; `None` when no part carries that id.
+fn apply_receipt(c: &Connection, r: &Receipt) -> StoreResult<Option<(MessageId, MessageState)>> {
+    let found: Option<(String, u32)> = c
+        .prepare_cached(
+            "SELECT message_id, seq FROM parts WHERE carrier = ?1 AND carrier_message_id = ?2 LIMIT 1",
+        )?
+        .query_row(params![r.carrier, r.carrier_message_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((id, seq)) = found else {
+        return Ok(None);
+    };
+    let done_at = (r.state != ReceiptState::Enroute).then_some(r.received_at);
+    c.prepare_cached(
+        "UPDATE parts SET status = ?3, receipt_stat = ?4, receipt_err = ?5, done_at = ?6 \
+         WHERE message_id = ?1 AND seq = ?2",
+    )?
+    .execute(params![
+        id,
+        seq,
+        part_status(r.state),
+        r.stat,
+        r.err,
+        done_at
+    ])?;
+    let id = MessageId::from_store(id);
+    let state = settle(c, &id, r.received_at)?;
+    Ok(Some((id, state)))
+}
+
+fn receipt(c: &Connection, r: &Receipt) -> StoreResult<ReceiptMatch> {
+    match apply_receipt(c, r)? {
+        Some((id, state)) => Ok(ReceiptMatch::Matched { id, state }),
+        None => {
+            c.prepare_cached(
+                "INSERT INTO receipts_held (carrier, carrier_message_id, state, stat, err, received_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                r.carrier,
+                r.carrier_message_id,
+                r.state.as_str(),
+                r.stat,
+                r.err,
+                r.received_at
+            ])?;
+            Ok(ReceiptMatch::Held)
+        }
+    }
+}
+
+/// A receipt that arrived before its `submit_sm_resp` is applied as soon as the part exists.
+fn apply_held_receipts(c: &Connection, carrier: &str, carrier_message_id: &str) -> StoreResult<()> {
+    let held: Vec<Receipt> = c
+        .prepare_cached(
+            "SELECT state, stat, err, received_at FROM receipts_held \
+             WHERE carrier = ?1 AND carrier_message_id = ?2 ORDER BY received_at",
+        )?
+        .query_map(params![carrier, carrier_message_id], |r| {
+            Ok(Receipt {
+                carrier: carrier.to_owned(),
+                carrier_message_id: carrier_message_id.to_owned(),
+                state: ReceiptState::parse(&r.get::<_, String>(0)?)
+                    .unwrap_or(ReceiptState::Unknown),
+                stat: r.get(1)?,
+                err: r.get(2)?,
+                received_at: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    for r in &held {
+        // The part row was just written, so this finds it; the message settles once all parts are in.
+        let part_status = part_status(r.state);
+        let done_at = (r.state != ReceiptState::Enroute).then_some(r.received_at);
+        c.prepare_cached(
+            "UPDATE parts SET status = ?3, receipt_stat = ?4, receipt_err = ?5, done_at = ?6 \
+             WHERE carrier = ?1 AND carrier_message_id = ?2",
+        )?
+        .execute(params![
+            carrier,
+            carrier_message_id,
+            part_status,
+            r.stat,
+            r.err,
+            done_at
+        ])?;
+    }
+    c.prepare_cached("DELETE FROM receipts_held WHERE carrier = ?1 AND carrier_message_id = ?2")?
+        .execute(params![carrier, carrier_message_id])?;
+    Ok(())
+}
+
+fn read_message(
+    c: &Connection,
+    app_id: &str,
+    id: &MessageId,
+) -> StoreResult<Option<MessageRecord>> {
+    let row = c
+        .prepare_cached(
+            "SELECT app_id, line, to_number, client_ref, encoding, segments, status, error_code, \
+             error_message, carrier, attempts, created_at, updated_at FROM messages WHERE id = ?1",
+        )?
+        .query_row(params![id.as_str()], |r| {
+            Ok(MessageRecord {
+                id: id.clone(),
+                app_id: r.get(0)?,
+                line: PhoneNumber::from_store(r.get(1)?),
+                to: PhoneNumber::from_store(r.get(2)?),
+                client_ref: r.get(3)?,
+                encoding: r.get(4)?,
+                segments: r.get(5)?,
+                state: MessageState::parse(&r.get::<_, String>(6)?).unwrap_or(MessageState::Queued),
+                error_code: r.get(7)?,
+                error_message: r.get(8)?,
+                carrier: r.get(9)?,
+                attempts: r.get(10)?,
+                created_at: r.get(11)?,
+                updated_at: r.get(12)?,
+                parts: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut msg) = row.filter(|m| m.app_id == app_id) else {
+        return Ok(None);
+    };
+    msg.parts = c
+        .prepare_cached(
+            "SELECT seq, carrier, carrier_message_id, status, receipt_stat, receipt_err, sent_at, done_at \
+             FROM parts WHERE message_id = ?1 ORDER BY seq",
+        )?
+        .query_map(params![id.as_str()], |r| {
+            Ok(PartRecord {
+                seq: r.get(0)?,
+                carrier: r.get(1)?,
+                carrier_message_id: r.get(2)?,
+                state: MessageState::parse(&r.get::<_, String>(3)?).unwrap_or(MessageState::Sent),
+                receipt_stat: r.get(4)?,
+                receipt_err: r.get(5)?,
+                sent_at: r.get(6)?,
+                done_at: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(msg))
+}
+
+impl Store for SqliteStore {
+    fn insert_message(
+        &self,
+        msg: NewMessage,
+        idem: Option<Idempotency>,
+    ) -> BoxFuture<'_, StoreResult<InsertOutcome>> {
+        self.call(|tx| Op::Insert(msg, idem, tx)).boxed()
+    }
+
+    fn get_message(
+        &self,
+        app_id: String,
+        id: MessageId,
+    ) -> BoxFuture<'_, StoreResult<Option<MessageRecord>>> {
+        self.read(move |c| read_message(c, &app_id, &id)).boxed()
+    }
+
+    fn claim_queued(
+        &self,
+        carrier: String,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<Claimed>>> {
+        self.call(move |tx| Op::Claim(carrier, limit, tx)).boxed()
+    }
+
+    fn record_attempt(&self, attempt: Attempt) -> BoxFuture<'_, StoreResult<()>> {
+        self.call(|tx| Op::Attempt(attempt, tx)).boxed()
+    }
+
+    fn record_receipt(&self, receipt: Receipt) -> BoxFuture<'_, StoreResult<ReceiptMatch>> {
+        self.call(|tx| Op::Receipt(receipt, tx)).boxed()
+    }
+
+    fn requeue_in_flight(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.call(Op::RequeueInFlight).boxed()
+    }
+
+    fn queue_depth(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')",
+            )?
+            .query_row([], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        async move {
+            // Everything handed over before the shutdown op is committed; later callers
+            // find the channel closed and get `Unavailable`.
+            let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(h) = handle {
+                let _ = self.ops.send(Op::Shutdown).await;
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,188 @@
+//! Logs and metrics. Every metric lives in [`Metrics`], registered once in its own
+//! registry; labels are bounded (carrier, result, reason, state), never a number or an id.
+//! Phone numbers reach logs only through [`crate::domain::PhoneNumber`]'s redacting
+//! `Display`; message bodies only at debug level.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub accepted: IntCounter,
+    pub rejected: IntCounterVec,
+    pub submits: IntCounterVec,
+    pub submit_seconds: HistogramVec,
+    pub resubmits: IntCounterVec,
+    pub throttled: IntCounterVec,
+    pub receipts: IntCounterVec,
+    pub receipts_unmatched: IntCounterVec,
+    pub binds_up: IntGaugeVec,
+    pub bind_attempts: IntCounterVec,
+    pub in_flight: IntGaugeVec,
+    pub malformed_pdus: IntCounterVec,
+    pub queue_depth: IntGauge,
+    pub store_commit_batch: Histogram,
+    pub store_commit_seconds: Histogram,
+    pub store_commit_errors: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m;
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
+                m
+            }};
+        }
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        Self {
+            accepted: reg!(
+                IntCounter::new(
+                    "smsgate_messages_accepted_total",
+                    "Messages accepted (202) at the API."
+                )
+                .expect("valid metric")
+            ),
+            rejected: reg!(counter_vec(
+                "smsgate_messages_rejected_total",
+                "Messages refused at the API, by error code.",
+                &["reason"]
+            )),
+            submits: reg!(counter_vec(
+                "smsgate_submits_total",
+                "submit_sm outcomes by carrier and result (ok, retry, permanent, lost).",
+                &["carrier", "result"]
+            )),
+            submit_seconds: reg!(
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "smsgate_submit_latency_seconds",
+                        "Time from writing submit_sm to its submit_sm_resp."
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0
+                    ]),
+                    &["carrier"]
+                )
+                .expect("valid metric")
+            ),
+            resubmits: reg!(counter_vec(
+                "smsgate_resubmits_total",
+                "Parts sent again because no submit_sm_resp arrived (timeout, connection loss).",
+                &["carrier"]
+            )),
+            throttled: reg!(counter_vec(
+                "smsgate_throttled_total",
+                "Throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL) from carriers.",
+                &["carrier"]
+            )),
+            receipts: reg!(counter_vec(
+                "smsgate_receipts_total",
+                "Delivery receipts by carrier and state.",
+                &["carrier", "state"]
+            )),
+            receipts_unmatched: reg!(counter_vec(
+                "smsgate_receipts_unmatched_total",
+                "Receipts whose message id matched no sent part when they arrived (held).",
+                &["carrier"]
+            )),
+            binds_up: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "smsgate_binds_up",
+                        "SMPP sessions currently bound, per carrier."
+                    ),
+                    &["carrier"]
+                )
+                .expect("valid metric")
+            ),
+            bind_attempts: reg!(counter_vec(
+                "smsgate_bind_attempts_total",
+                "Bind attempts by carrier and result (ok, refused, connect_error).",
+                &["carrier", "result"]
+            )),
+            in_flight: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "smsgate_window_in_flight",
+                        "submit_sm awaiting a response, per carrier (window occupancy)."
+                    ),
+                    &["carrier"]
+                )
+                .expect("valid metric")
+            ),
+            malformed_pdus: reg!(counter_vec(
+                "smsgate_smpp_malformed_pdus_total",
+                "PDUs from a carrier that could not be decoded.",
+                &["carrier"]
+            )),
+            queue_depth: reg!(
+                IntGauge::new("smsgate_queue_depth", "Messages queued or sending.")
+                    .expect("valid metric")
+            ),
+            store_commit_batch: reg!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "smsgate_store_commit_batch_size",
+                        "Operations folded into one store transaction (group commit)."
+                    )
+                    .buckets(vec![
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0
+                    ])
+                )
+                .expect("valid metric")
+            ),
+            store_commit_seconds: reg!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "smsgate_store_commit_seconds",
+                        "Time to apply and commit (fsync) one store transaction."
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 1.0
+                    ])
+                )
+                .expect("valid metric")
+            ),
+            store_commit_errors: reg!(
+                IntCounter::new(
+                    "smsgate_store_commit_errors_total",
+                    "Store transactions that failed to commit."
+                )
+                .expect("valid metric")
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Installs the global tracing subscriber (`RUST_LOG` overrides `default_filter`).
+pub fn init_logging(default_filter: &str) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = fmt().with_env_filter(filter).with_target(false).try_init();
+}

@@ -1,0 +1,323 @@
+//! End to end on loopback: HTTP submit -> store -> SMPP -> smsc-sim -> receipt -> API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use smsgate::sim::{ReceiptState, SimConfig, Simulator};
+use tokio::net::TcpListener;
+
+async fn sim(cfg: SimConfig) -> Simulator {
+    Simulator::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), cfg).await
+}
+
+async fn setup(cfg: SimConfig) -> (tempfile::TempDir, Simulator, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(cfg).await;
+    let d = Daemon::start(&config_text(
+        &dir.path().join("t.db"),
+        s.local_addr().port(),
+        "",
+    ))
+    .await;
+    assert!(
+        d.wait_ready(Duration::from_secs(10)).await,
+        "daemon binds to the simulator"
+    );
+    (dir, s, d)
+}
+
+#[tokio::test]
+async fn a_submitted_message_reaches_the_carrier_and_its_receipt_marks_it_delivered() {
+    let (_dir, s, d) = setup(SimConfig::default()).await;
+    let c = reqwest::Client::new();
+    let (status, body) = send(
+        &c,
+        &d,
+        CLINIC_KEY,
+        json!({"from": CLINIC_LINE, "to": "(917) 555-1234", "body": "Your appointment is tomorrow at 9", "client_ref": "appt-1"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["segments"], 1);
+    assert_eq!(body["encoding"], "gsm7");
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    assert!(s.wait_for_submits(1, Duration::from_secs(10)).await);
+    let sub = &s.submits()[0];
+    assert_eq!(sub.destination_addr, "19175551234");
+    assert_eq!(sub.source_addr, "12125551000");
+    assert_eq!(sub.text(), "Your appointment is tomorrow at 9");
+    assert_eq!(sub.registered_delivery & 1, 1, "a receipt is requested");
+
+    let m = wait_status(
+        &c,
+        &d,
+        CLINIC_KEY,
+        &id,
+        "delivered",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(m["to"], "+19175551234");
+    assert_eq!(m["client_ref"], "appt-1");
+    let part = &m["parts"][0];
+    assert_eq!(
+        part["carrier_message_id"].as_str().unwrap(),
+        sub.message_id
+            .as_deref()
+            .unwrap()
+            .to_ascii_lowercase()
+            .trim_start_matches('0')
+    );
+    assert_eq!(part["receipt"]["stat"], "DELIVRD");
+
+    let metrics = d.metrics().await;
+    assert!(
+        metrics.contains("smsgate_messages_accepted_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"smsgate_receipts_total{carrier="sim",state="delivered"} 1"#));
+    assert!(metrics.contains(r#"smsgate_binds_up{carrier="sim"} 1"#));
+    assert!(
+        !metrics.contains("9175551234"),
+        "metrics never hold a phone number"
+    );
+    d.stop().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_undeliverable_receipt_and_a_refused_destination_are_reported() {
+    let cfg = SimConfig {
+        error_prefixes: vec![("1917555".into(), 0x0B)],
+        receipt: smsgate::sim::ReceiptMode {
+            state: Some(ReceiptState::Undeliverable),
+            error_code: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (_dir, s, d) = setup(cfg).await;
+    let c = reqwest::Client::new();
+    let (_, refused) = send(
+        &c,
+        &d,
+        CLINIC_KEY,
+        json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "hi"}),
+    )
+    .await;
+    let (_, undeliv) = send(
+        &c,
+        &d,
+        CLINIC_KEY,
+        json!({"from": CLINIC_LINE, "to": "+13125551234", "body": "hi"}),
+    )
+    .await;
+
+    let m = wait_status(
+        &c,
+        &d,
+        CLINIC_KEY,
+        refused["id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(m["status"], "failed", "{m}");
+    assert_eq!(m["error"]["code"], "ESME_RINVDSTADR");
+
+    let m = wait_status(
+        &c,
+        &d,
+        CLINIC_KEY,
+        undeliv["id"].as_str().unwrap(),
+        "undelivered",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(m["status"], "undelivered", "{m}");
+    assert_eq!(m["error"]["code"], "UNDELIV");
+    d.stop().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_api_refuses_bad_requests_with_json_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    // No carrier listening: the API must still validate and accept.
+    let d = Daemon::start(&config_text(&dir.path().join("t.db"), free_port(), "")).await;
+    let c = reqwest::Client::new();
+    let ok = json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "hi"});
+
+    let r = c
+        .post(d.url("/v1/messages"))
+        .json(&ok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "unauthorized");
+
+    let cases = [
+        (
+            json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "hi"}),
+            "wrong-key-0000000000",
+            401,
+            "unauthorized",
+        ),
+        (
+            json!({"from": DENTAL_LINE, "to": "+19175551234", "body": "hi"}),
+            CLINIC_KEY,
+            403,
+            "forbidden_line",
+        ),
+        (
+            json!({"from": "+13125551000", "to": "+19175551234", "body": "hi"}),
+            CLINIC_KEY,
+            422,
+            "unknown_line",
+        ),
+        (
+            json!({"from": CLINIC_LINE, "to": "555-0123", "body": "hi"}),
+            CLINIC_KEY,
+            422,
+            "invalid_number",
+        ),
+        (
+            json!({"from": CLINIC_LINE, "to": "+1911555012", "body": "hi"}),
+            CLINIC_KEY,
+            422,
+            "invalid_number",
+        ),
+        (
+            json!({"from": CLINIC_LINE, "to": "+19175551234", "body": ""}),
+            CLINIC_KEY,
+            422,
+            "empty_body",
+        ),
+        (
+            json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "x".repeat(3000)}),
+            CLINIC_KEY,
+            422,
+            "body_too_long",
+        ),
+        (
+            json!({"from": CLINIC_LINE, "to": "+19175551234"}),
+            CLINIC_KEY,
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "hi", "extra": 1}),
+            CLINIC_KEY,
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (body, key, want_status, want_code) in cases {
+        let (status, b) = send(&c, &d, key, body.clone()).await;
+        assert_eq!(status, want_status, "{body} -> {b}");
+        assert_eq!(b["error"]["code"], want_code, "{body} -> {b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+
+    let r = c
+        .post(d.url("/v1/messages"))
+        .bearer_auth(CLINIC_KEY)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(d.url("/v1/messages"))
+        .bearer_auth(CLINIC_KEY)
+        .body(vec![b'a'; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "request_too_large");
+
+    // A message is visible only to its own app.
+    let (status, b) = send(&c, &d, CLINIC_KEY, ok.clone()).await;
+    assert_eq!(status, 202);
+    let id = b["id"].as_str().unwrap();
+    let r = c
+        .get(d.url(&format!("/v1/messages/{id}")))
+        .bearer_auth(DENTAL_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let m = get_message(&c, &d, CLINIC_KEY, id).await;
+    assert_eq!(m["status"], "queued");
+    let r = c
+        .get(d.url("/v1/messages/msg_nope"))
+        .bearer_auth(CLINIC_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.get(d.url("/v1/nowhere")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    let metrics = d.metrics().await;
+    assert!(
+        metrics.contains(r#"smsgate_messages_rejected_total{reason="forbidden_line"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"smsgate_binds_up{carrier="sim"} 0"#));
+    let ready = reqwest::get(format!("http://{}/readyz", d.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready without a bound carrier");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config_text(&dir.path().join("t.db"), free_port(), "")).await;
+    let c = reqwest::Client::new();
+    let body = json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "once"});
+    let post = |body: serde_json::Value, key: &'static str| {
+        c.post(d.url("/v1/messages"))
+            .bearer_auth(CLINIC_KEY)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first: serde_json::Value = post(body.clone(), "k1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again = post(body.clone(), "k1").await.unwrap();
+    assert_eq!(again.status(), 202);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+    let other = post(
+        json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "different"}),
+        "k1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 422);
+    let fresh: serde_json::Value = post(body, "k2").await.unwrap().json().await.unwrap();
+    assert_ne!(first["id"], fresh["id"]);
+    d.stop().await;
+}
