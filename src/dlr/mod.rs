@@ -51,7 +51,7 @@ pub fn parse_receipt(pdu: &DeliverSm) -> Option<ParsedReceipt> {
     };
     let err = tlv_err
         .or_else(|| text.and_then(|t| t.err))
-        .filter(|e| e.trim_start_matches('0') != "" || state != ReceiptState::Delivered);
+        .filter(|e| !e.trim_start_matches('0').is_empty() || state != ReceiptState::Delivered);
     Some(ParsedReceipt {
         id,
         stat,

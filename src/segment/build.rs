@@ -30,7 +30,8 @@ fn planned(code: Option<Code>) -> Code {
 
 fn build_parts(plan: &Plan, opts: &Options, reference: u16) -> Vec<Part> {
     if opts.concat == Concat::Payload {
-        let mut short_message = Vec::with_capacity(plan.units_per_part.iter().sum());
+        // At most two octets per unit (UCS-2); GSM-7 and Latin-1 take one.
+        let mut short_message = Vec::with_capacity(plan.units_per_part.iter().sum::<usize>() * 2);
         let mut septets = Vec::with_capacity(if opts.gsm7_packed {
             plan.text.len() * 2
         } else {
@@ -128,7 +129,13 @@ fn encode_units(
             } else {
                 out
             };
-            while let Some(c) = chars.peek() {
+            loop {
+                // Most text is runs of plain ASCII septets: copy those a run at a time.
+                let room = units - used;
+                let n = charset.push_plain_ascii_run(chars.ascii_prefix(room), sink);
+                chars.skip_bytes(n);
+                used += n;
+                let Some(c) = chars.peek() else { break };
                 let code = planned(charset.encode(c));
                 if used + code.septets() > units {
                     break;
@@ -190,6 +197,20 @@ impl<'a> Cursor<'a> {
             return Some(char::from(b));
         }
         self.text.get(self.pos..)?.chars().next()
+    }
+
+    /// Up to `max` bytes from the current position (may end inside a character: callers only
+    /// look at its ASCII bytes).
+    #[inline]
+    fn ascii_prefix(&self, max: usize) -> &'a [u8] {
+        let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
+        &rest[..max.min(rest.len())]
+    }
+
+    /// Skips `n` ASCII bytes.
+    #[inline]
+    fn skip_bytes(&mut self, n: usize) {
+        self.pos += n;
     }
 
     #[inline]

@@ -133,10 +133,10 @@ pub(crate) static DEFAULT_SINGLE: Table = Table::single(&[
     (0x65, '€'),
 ]);
 
-/// Septets per ASCII character in the default alphabet (0 = not representable): the hot path
-/// of planning, where most texts are plain ASCII.
-pub(crate) static DEFAULT_ASCII_SEPTETS: [u8; 128] = {
-    let mut costs = [0u8; 128];
+/// Septets per byte of an ASCII text in the default alphabet (0 = not representable): the hot
+/// path of planning. 256 entries so a byte indexes it without a bounds check.
+pub(crate) static DEFAULT_ASCII_SEPTETS: [u8; 256] = {
+    let mut costs = [0u8; 256];
     let mut c = 0;
     while c < 128 {
         costs[c] = if DEFAULT_LOCKING.ascii[c] != ABSENT {
@@ -288,6 +288,8 @@ pub(crate) struct Charset {
     pub(crate) single: &'static Table,
     /// Both tables merged for ASCII, so the common character costs one lookup.
     ascii: &'static [Option<Code>; 128],
+    /// Per byte: the septet of an ASCII character that is plain here, else `ABSENT`.
+    plain: &'static [u8; 256],
 }
 
 /// How one character is written: one septet, or ESC plus one septet.
@@ -342,6 +344,27 @@ static ASCII_CODES: [[[Option<Code>; 128]; 4]; 3] = {
     all
 };
 
+/// The plain (one-septet) part of [`ASCII_CODES`], indexable by any byte.
+static PLAIN_ASCII: [[[u8; 256]; 4]; 3] = {
+    let mut all = [[[ABSENT; 256]; 4]; 3];
+    let mut l = 0;
+    while l < LOCKINGS.len() {
+        let mut s = 0;
+        while s < SINGLES.len() {
+            let mut c = 0;
+            while c < 128 {
+                if let Some(Code::Plain(septet)) = ASCII_CODES[l][s][c] {
+                    all[l][s][c] = septet;
+                }
+                c += 1;
+            }
+            s += 1;
+        }
+        l += 1;
+    }
+    all
+};
+
 fn locking_index(language: NationalLanguage) -> usize {
     match language {
         NationalLanguage::Turkish => 1,
@@ -367,6 +390,7 @@ impl Charset {
             locking: LOCKINGS[locking],
             single: SINGLES[single],
             ascii: &ASCII_CODES[locking][single],
+            plain: &PLAIN_ASCII[locking][single],
         }
     }
 
@@ -406,6 +430,37 @@ impl Charset {
         if c.is_ascii() {
             return self.ascii[c as usize];
         }
+        self.encode_non_ascii(c)
+    }
+
+    /// Appends the septets of the leading run of `bytes` whose characters are ASCII and one
+    /// septet each here, and returns the run's length. The hot loop of GSM-7 encoding.
+    #[inline]
+    pub(crate) fn push_plain_ascii_run(&self, bytes: &[u8], out: &mut Vec<u8>) -> usize {
+        // Staged through a stack buffer so the loop stores bytes without growing `out`.
+        let mut buf = [0u8; 64];
+        let mut done = 0;
+        for chunk in bytes.chunks(buf.len()) {
+            let mut n = 0;
+            for (slot, &b) in buf.iter_mut().zip(chunk) {
+                let septet = self.plain[usize::from(b)];
+                if septet == ABSENT {
+                    break;
+                }
+                *slot = septet;
+                n += 1;
+            }
+            out.extend_from_slice(&buf[..n]);
+            done += n;
+            if n < chunk.len() {
+                break;
+            }
+        }
+        done
+    }
+
+    #[inline]
+    fn encode_non_ascii(&self, c: char) -> Option<Code> {
         if let Some(code) = self.locking.encode(c) {
             return Some(Code::Plain(code));
         }

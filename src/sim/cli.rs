@@ -91,7 +91,7 @@ pub struct Args {
     /// Number (line) the MO messages are sent to.
     #[arg(long, value_name = "NUMBER")]
     pub mo_to: Option<String>,
-    /// MO text; `{n}` becomes the message number; long texts go as concatenated parts.
+    /// MO text; `{seq}` becomes the message number; long texts go as concatenated parts.
     #[arg(long, value_name = "TEXT")]
     pub mo_text: Option<String>,
     /// Print a one-line counts summary this often, e.g. 5s.
@@ -293,7 +293,7 @@ impl MoTraffic {
             text: settings
                 .mo_text
                 .clone()
-                .unwrap_or_else(|| "smsc-sim MO {n}".into()),
+                .unwrap_or_else(|| "smsc-sim MO {seq}".into()),
         }))
     }
 }
@@ -367,7 +367,7 @@ async fn generate_mo(sim: Simulator, mo: MoTraffic, stop: CancellationToken) {
         let due = (started.elapsed().as_secs_f64() * mo.rate) as u64;
         while sent < due && in_flight.len() < MAX_IN_FLIGHT {
             sent += 1;
-            let body = mo.text.replace("{n}", &sent.to_string());
+            let body = mo.text.replace("{seq}", &sent.to_string());
             let parts = MoMessage::concatenated(&mo.from, &mo.to, &body, sent as u8);
             let sim = sim.clone();
             in_flight.spawn(async move {

@@ -348,7 +348,7 @@ pub struct SimSettings {
     pub mo_rate: Option<f64>,
     pub mo_from: Option<String>,
     pub mo_to: Option<String>,
-    /// `{n}` is replaced by the message's sequence number.
+    /// `{seq}` is replaced by the message's sequence number.
     pub mo_text: Option<String>,
     /// Print a counts summary this often (CLI only).
     pub stats_every: Option<String>,

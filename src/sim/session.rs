@@ -306,7 +306,8 @@ impl Session {
         let cfg = self.inner.config();
         let mut batch = Batch::default();
         let mut flow = Flow::Continue;
-        while self.reading_requests() || self.closing.as_ref().is_some_and(|c| c.wait_unbind_resp) {
+        // Once closing, only an awaited unbind_resp is still worth reading.
+        while self.closing.as_ref().is_none_or(|c| c.wait_unbind_resp) {
             match frame::next_frame(rbuf, cfg.max_command_length) {
                 Ok(None) => break,
                 Ok(Some(frame)) => {
@@ -333,10 +334,6 @@ impl Session {
         }
         self.inner.record(batch);
         flow
-    }
-
-    fn reading_requests(&self) -> bool {
-        self.closing.is_none()
     }
 
     fn on_frame(&mut self, frame: Frame, cfg: &SimConfig, batch: &mut Batch) -> Flow {

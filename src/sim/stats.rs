@@ -30,7 +30,8 @@ pub struct SimStats {
     pub receipts_acked: u64,
     /// Receipts refused by the ESME (they are retried).
     pub receipts_refused: u64,
-    /// Receipts scheduled for later or waiting for a receiver to bind.
+    /// Receipts held by the router: waiting for a receiver to bind, for a retry, or for
+    /// their delay when they were submitted on a transmitter bind.
     pub receipts_waiting: u64,
     pub mo_sent: u64,
     /// MO messages whose `deliver_sm_resp` said OK.

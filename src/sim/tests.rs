@@ -104,6 +104,9 @@ async fn bind_with_the_right_password_is_accepted_and_wrong_credentials_are_refu
 
     let stats = sim.stats();
     assert_eq!((stats.binds_ok, stats.binds_refused), (1, 3));
+    drop(good);
+    drop(bad_password);
+    drop(bad_system_id);
     sim.shutdown().await;
 }
 
@@ -201,6 +204,7 @@ async fn submit_gets_a_response_and_a_receipt_in_the_standard_text_form_with_tlv
     assert_eq!(submits[0].command_status, Some(0));
     assert_eq!(submits[0].text(), "Hello from smsgate, how are you?");
     assert_eq!(sim.submits_to("+12125550123"), 1);
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -229,6 +233,7 @@ async fn undeliverable_receipt_carries_err_and_network_error_code() {
         tlvs.iter()
             .any(|t| matches!(t, TlvValue::NetworkErrorCode(n) if n.error_code == 34))
     );
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -242,6 +247,7 @@ async fn enquire_link_is_answered_with_the_same_sequence_number() {
         (resp.id(), resp.sequence_number()),
         (CommandId::EnquireLinkResp, seq)
     );
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -294,6 +300,11 @@ async fn garbage_and_oversized_length_close_only_their_own_connection() {
     late.send(Pdu::EnquireLink).await.unwrap();
     late.expect(CommandId::EnquireLinkResp).await.unwrap();
     assert!(sim.stats().malformed_pdus >= 3);
+    drop(survivor);
+    drop(garbage);
+    drop(oversized);
+    drop(undersized);
+    drop(late);
     sim.shutdown().await;
 }
 
@@ -326,6 +337,7 @@ async fn undecodable_pdu_gets_generic_nack_and_the_session_carries_on() {
     );
     client.send(Pdu::EnquireLink).await.unwrap();
     client.expect(CommandId::EnquireLinkResp).await.unwrap();
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -361,6 +373,7 @@ async fn throttle_fraction_one_answers_every_submit_throttled_until_turned_off()
         (stats.submits_ok, stats.submits_error, stats.receipts_sent),
         (1, 20, 0)
     );
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -379,6 +392,7 @@ async fn msgqful_fraction_one_answers_queue_full() {
     let resp = client.expect(CommandId::SubmitSmResp).await.unwrap();
     assert_eq!(resp.status(), CommandStatus::EsmeRmsgqful);
     assert_eq!(sim.stats().queue_full, 1);
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -413,6 +427,7 @@ async fn error_prefix_answers_its_status_and_receipt_error_prefix_gives_undeliv(
     assert_eq!(submits[0].command_status, Some(0x0B));
     assert_eq!(submits[0].message_id, None);
     assert_eq!(sim.stats().receipts_sent, 1);
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -433,6 +448,7 @@ async fn receipt_before_response_sends_the_receipt_first() {
     assert_eq!(first.id(), CommandId::DeliverSm);
     assert_eq!(second.id(), CommandId::SubmitSmResp);
     assert!(short_message_text(&first).starts_with(&format!("id:{} ", message_id(&second))));
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -555,6 +571,8 @@ async fn drop_every_closes_the_connection_without_answering_the_nth_submit() {
         answered += 1;
     }
     assert_eq!(answered, 2);
+    drop(client);
+    drop(again);
     sim.shutdown().await;
 }
 
@@ -608,6 +626,7 @@ async fn inject_mo_round_trips_with_deliver_sm_resp() {
     ));
     let stats = sim.stats();
     assert_eq!((stats.mo_sent, stats.mo_acked), (2, 1));
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -644,6 +663,7 @@ async fn concatenated_mo_parts_arrive_in_order_with_udh() {
     }
     sender.await.unwrap().unwrap();
     assert_eq!(text, body);
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -684,6 +704,7 @@ async fn ids_are_decimal_when_configured_and_receipts_can_use_the_other_format()
     assert!(tlv_values(&receipt).contains(&TlvValue::ReceiptedMessageId(
         COctetString::from_string("1715005".into()).unwrap()
     )));
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -705,6 +726,8 @@ async fn receipt_for_a_transmitter_waits_for_a_receiver_to_bind() {
         .unwrap();
     let receipt = rx.expect(CommandId::DeliverSm).await.unwrap();
     assert!(short_message_text(&receipt).contains("stat:DELIVRD"));
+    drop(tx);
+    drop(rx);
     sim.shutdown().await;
 }
 
@@ -728,6 +751,8 @@ async fn unacknowledged_receipt_is_redelivered_after_the_connection_drops() {
         .await
         .unwrap();
     assert_eq!(sim.stats().receipts_sent, 2);
+    drop(first);
+    drop(second);
     sim.shutdown().await;
 }
 
@@ -756,6 +781,7 @@ async fn refused_receipt_is_retried() {
         .unwrap();
     let stats = sim.stats();
     assert_eq!((stats.receipts_refused, stats.receipts_sent), (1, 2));
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -789,6 +815,7 @@ async fn duplicate_submits_and_duplicate_receipts_are_counted_and_sent() {
         receipts += 1;
     }
     assert_eq!(receipts, 4);
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -890,6 +917,7 @@ async fn data_sm_is_answered_and_logged_with_its_payload() {
         Some(&b"payload text"[..])
     );
     assert_eq!(logged.text(), "payload text");
+    drop(client);
     sim.shutdown().await;
 }
 
@@ -910,6 +938,7 @@ async fn submit_with_udh_and_sar_is_logged_with_both() {
     assert!(logged.udhi());
     assert_eq!(logged.sar, Some((5, 2, 1)));
     assert_eq!(logged.text(), "part one");
+    drop(client);
     sim.shutdown().await;
 }
 

@@ -179,10 +179,12 @@ async fn slot_loop(
         let result = session::run(
             stream,
             &session_cfg,
-            &mut requests,
-            &completions,
-            inbound.clone(),
-            observer.clone(),
+            session::Links {
+                requests: &mut requests,
+                completions: &completions,
+                inbound: inbound.clone(),
+                observer: observer.clone(),
+            },
             shutdown.clone(),
             || {
                 was_bound = true;

@@ -135,22 +135,33 @@ fn cstr<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     s.parse().unwrap_or_default()
 }
 
+/// What a session is connected to besides its socket.
+pub struct Links<'a> {
+    pub requests: &'a mut mpsc::Receiver<SubmitRequest>,
+    pub completions: &'a mpsc::UnboundedSender<Completion>,
+    pub inbound: Arc<dyn InboundHandler>,
+    pub observer: Arc<dyn SessionObserver>,
+}
+
 /// Binds as a transceiver on `io`, then runs the session until shutdown or failure.
 /// `requests` outlives the session: what is still queued in it when a session ends waits for
 /// the next one.
 pub async fn run<S>(
     io: S,
     cfg: &SessionConfig,
-    requests: &mut mpsc::Receiver<SubmitRequest>,
-    completions: &mpsc::UnboundedSender<Completion>,
-    inbound: Arc<dyn InboundHandler>,
-    observer: Arc<dyn SessionObserver>,
+    links: Links<'_>,
     mut shutdown: watch::Receiver<bool>,
     on_bound: impl FnOnce(),
 ) -> Result<SessionEnd, SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
+    let Links {
+        requests,
+        completions,
+        inbound,
+        observer,
+    } = links;
     let (rd, mut wr) = tokio::io::split(io);
     let mut frames = FramedRead::new(rd, SmppCodec::new(cfg.max_command_length));
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
@@ -363,5 +374,184 @@ where
     match outcome {
         Ok(end) => Ok(end),
         Err(e) => Ok(SessionEnd::Failed(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use futures::SinkExt;
+    use rusmpp::pdus::{BindTransceiverResp, SubmitSmResp};
+    use tokio_util::codec::Framed;
+
+    struct NoInbound;
+    impl InboundHandler for NoInbound {
+        fn deliver_sm(&self, _: Arc<str>, _: rusmpp::pdus::DeliverSm) -> BoxFuture<'static, u32> {
+            Box::pin(async { 0 })
+        }
+    }
+    struct Quiet;
+    impl SessionObserver for Quiet {}
+
+    fn cfg(window: usize) -> SessionConfig {
+        SessionConfig {
+            carrier: Arc::from("test"),
+            system_id: "smsgate".into(),
+            password: "secret".into(),
+            system_type: String::new(),
+            window,
+            response_timeout: Duration::from_secs(5),
+            enquire_link: Duration::from_secs(30),
+            max_command_length: 4096,
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn request(n: u32) -> SubmitRequest {
+        SubmitRequest {
+            pdu: SubmitSm::default(),
+            ctx: PartCtx {
+                message: MessageId::generate(),
+                seq: n,
+            },
+        }
+    }
+
+    /// A fake carrier: accepts the bind, then hands every frame to `on_frame`.
+    async fn carrier(
+        io: tokio::io::DuplexStream,
+    ) -> Framed<tokio::io::DuplexStream, SmppCodec> {
+        let mut f = Framed::new(io, SmppCodec::new(4096));
+        let Some(Ok(Frame::Command(bind))) = f.next().await else {
+            panic!("expected a bind")
+        };
+        f.send(&Command::new(
+            CommandStatus::EsmeRok,
+            bind.sequence_number(),
+            BindTransceiverResp::default(),
+        ))
+        .await
+        .unwrap();
+        f
+    }
+
+    #[tokio::test]
+    async fn the_window_caps_submits_in_flight_and_responses_free_it() {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (req_tx, mut req_rx) = mpsc::channel(100);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let (_sd_tx, sd_rx) = watch::channel(false);
+        for i in 0..10 {
+            req_tx.send(request(i)).await.unwrap();
+        }
+        let session = tokio::spawn(async move {
+            run(
+                ours,
+                &cfg(4),
+                Links {
+                    requests: &mut req_rx,
+                    completions: &done_tx,
+                    inbound: Arc::new(NoInbound),
+                    observer: Arc::new(Quiet),
+                },
+                sd_rx,
+                || {},
+            )
+            .await
+        });
+        let mut smsc = carrier(theirs).await;
+        let mut seen = Vec::new();
+        // Exactly the window arrives before we answer anything.
+        for _ in 0..4 {
+            let Some(Ok(Frame::Command(c))) = smsc.next().await else { panic!() };
+            seen.push(c.sequence_number());
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), smsc.next()).await.is_err(),
+            "a fifth submit went out while 4 were in flight"
+        );
+        let mut answered = 0;
+        while answered < 10 {
+            let seq = if let Some(s) = seen.pop() {
+                s
+            } else {
+                let Some(Ok(Frame::Command(c))) = smsc.next().await else { panic!() };
+                c.sequence_number()
+            };
+            let resp = SubmitSmResp::builder()
+                .message_id(format!("id{seq}").parse().unwrap())
+                .build();
+            smsc.send(&Command::new(CommandStatus::EsmeRok, seq, resp)).await.unwrap();
+            answered += 1;
+        }
+        for _ in 0..10 {
+            let c = done_rx.recv().await.unwrap();
+            assert!(matches!(c.result, SubmitResult::Response { status: 0, .. }), "{c:?}");
+        }
+        drop(req_tx);
+        let end = session.await.unwrap().unwrap();
+        assert!(matches!(end, SessionEnd::Drained), "{end:?}");
+    }
+
+    #[tokio::test]
+    async fn malformed_pdus_from_the_carrier_are_nacked_and_the_session_keeps_working() {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (req_tx, mut req_rx) = mpsc::channel(100);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let (_sd_tx, sd_rx) = watch::channel(false);
+        let session = tokio::spawn(async move {
+            run(
+                ours,
+                &cfg(8),
+                Links {
+                    requests: &mut req_rx,
+                    completions: &done_tx,
+                    inbound: Arc::new(NoInbound),
+                    observer: Arc::new(Quiet),
+                },
+                sd_rx,
+                || {},
+            )
+            .await
+        });
+        let smsc = carrier(theirs).await;
+        let (mut raw, codec) = (smsc.into_inner(), SmppCodec::new(4096));
+        // A deliver_sm whose body is garbage.
+        let mut junk = BytesMut::new();
+        junk.put_u32(20);
+        junk.put_u32(0x0000_0005);
+        junk.put_u32(0);
+        junk.put_u32(99);
+        junk.put_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        raw.write_all(&junk).await.unwrap();
+        let mut smsc = Framed::new(raw, codec);
+        match smsc.next().await {
+            Some(Ok(Frame::Command(c))) => {
+                assert_eq!(c.id(), rusmpp::CommandId::GenericNack);
+                assert_eq!(c.sequence_number(), 99);
+            }
+            other => panic!("expected a generic_nack, got {other:?}"),
+        }
+        // The session still sends and completes submits.
+        req_tx.send(request(1)).await.unwrap();
+        let Some(Ok(Frame::Command(c))) = smsc.next().await else { panic!() };
+        let resp = SubmitSmResp::builder().message_id("abc".parse().unwrap()).build();
+        smsc.send(&Command::new(CommandStatus::EsmeRok, c.sequence_number(), resp))
+            .await
+            .unwrap();
+        let done = done_rx.recv().await.unwrap();
+        assert_eq!(
+            done.result,
+            SubmitResult::Response { status: 0, message_id: "abc".into() }
+        );
+        // A carrier that closes the connection ends the session with in-flight work reported lost.
+        req_tx.send(request(2)).await.unwrap();
+        let _ = smsc.next().await;
+        drop(smsc);
+        let end = session.await.unwrap().unwrap();
+        assert!(matches!(end, SessionEnd::Failed(SessionError::Closed)), "{end:?}");
+        let lost = done_rx.recv().await.unwrap();
+        assert_eq!(lost.result, SubmitResult::ConnectionLost);
     }
 }
