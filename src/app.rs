@@ -63,6 +63,14 @@ pub async fn run(
         metrics.clone(),
     )
     .with_context(|| format!("cannot open store {}", config.store.path.display()))?;
+    sqlite.set_webhook_apps(
+        config
+            .apps
+            .iter()
+            .filter(|a| a.webhook_url.is_some())
+            .map(|a| a.id.clone()),
+    );
+    let _events_ready = sqlite.event_notify();
     let store: Arc<dyn Store> = Arc::new(sqlite);
     let requeued = store.requeue_in_flight().await?;
     if requeued > 0 {

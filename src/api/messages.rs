@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState, json_body};
 use crate::{
-    domain::{MessageId, PhoneNumber, now_millis, rfc3339},
+    domain::{MessageId, PhoneNumber, now_millis},
     segment::{self, SegmentError},
-    store::{Idempotency, InsertOutcome, MessageRecord, NewMessage},
+    store::{Idempotency, InsertOutcome, NewMessage, view::message_json},
 };
 
 #[derive(Debug, Deserialize)]
@@ -270,33 +270,4 @@ pub async fn get(
         Ok(j) => j.into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-pub fn message_json(m: &MessageRecord) -> Value {
-    let error = m.error_code.as_ref().map(
-        |code| json!({ "code": code, "message": m.error_message.clone().unwrap_or_default() }),
-    );
-    json!({
-        "id": m.id.as_str(),
-        "from": m.line.as_str(),
-        "to": m.to.as_str(),
-        "status": m.state.as_str(),
-        "segments": m.segments,
-        "encoding": m.encoding,
-        "client_ref": m.client_ref,
-        "carrier": m.carrier,
-        "attempts": m.attempts,
-        "error": error,
-        "created_at": rfc3339(m.created_at),
-        "updated_at": rfc3339(m.updated_at),
-        "parts": m.parts.iter().map(|p| json!({
-            "seq": p.seq,
-            "carrier": p.carrier,
-            "carrier_message_id": p.carrier_message_id,
-            "status": p.state.as_str(),
-            "receipt": p.receipt_stat.as_ref().map(|s| json!({ "stat": s, "err": p.receipt_err })),
-            "sent_at": rfc3339(p.sent_at),
-            "done_at": p.done_at.map(rfc3339),
-        })).collect::<Vec<_>>(),
-    })
 }

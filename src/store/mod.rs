@@ -4,12 +4,13 @@
 //! (`SELECT ... FOR UPDATE SKIP LOCKED`) fits the same shape.
 
 pub mod sqlite;
+pub mod view;
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::domain::{MessageId, MessageState, Millis, PhoneNumber};
+use crate::domain::{EventId, MessageId, MessageState, Millis, PhoneNumber};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -205,6 +206,47 @@ pub enum ReceiptMatch {
     Held,
 }
 
+/// A webhook event waiting in the outbox (its JSON body is complete and signed as is).
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// Outbox order; events of one conversation are delivered in this order.
+    pub seq: i64,
+    pub id: EventId,
+    pub app_id: String,
+    pub kind: String,
+    /// Ordering key: `line:number` for message and opt-out events.
+    pub conversation: String,
+    /// The exact request body to send.
+    pub payload: String,
+    /// Per-message `status_url` override; `None` means the app's webhook_url.
+    pub url: Option<String>,
+    pub attempts: u32,
+    pub created_at: Millis,
+    pub last_error: Option<String>,
+}
+
+/// An event to put in the outbox (producers other than the store's own state changes).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub app_id: String,
+    pub kind: String,
+    pub conversation: String,
+    pub payload: String,
+    pub url: Option<String>,
+    pub created_at: Millis,
+}
+
+/// What happened to one delivery attempt of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    Delivered,
+    /// Try again at `next_attempt_at`.
+    Retry { next_attempt_at: Millis, error: String },
+    /// Give up: kept as a dead letter, listed and replayable.
+    Dead { error: String },
+}
+
 /// The durable store behind the pipeline.
 pub trait Store: Send + Sync + 'static {
     /// Durably stores a new message (fsync'd before the future resolves).
@@ -239,6 +281,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Messages waiting to be sent (queued or sending).
     fn queue_depth(&self) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Adds an event to the outbox (durably, like every write).
+    fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Up to `limit` events that are due now and are the oldest undelivered event of their
+    /// conversation, in outbox order, skipping the `seq`s in `exclude` (already in flight).
+    fn due_events(
+        &self,
+        now: Millis,
+        limit: usize,
+        exclude: Vec<i64>,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxEvent>>>;
+
+    /// Records a delivery attempt's outcome.
+    fn record_event(&self, seq: i64, outcome: EventOutcome) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Dead letters of an app, oldest first, after outbox position `after`.
+    fn dead_events(
+        &self,
+        app_id: String,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxEvent>>>;
+
+    /// Puts an app's dead letter (or all of them with `None`) back in the outbox, due now.
+    /// Returns how many were requeued.
+    fn replay_dead(&self, app_id: String, id: Option<EventId>) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Events waiting for delivery (pending, any app).
+    fn outbox_depth(&self) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Stops the writer after it has committed everything already handed to it.
     fn close(&self) -> BoxFuture<'_, ()>;

@@ -3,15 +3,17 @@
 //! each caller only after the COMMIT (and its fsync) returned. Reads use a separate connection.
 
 use std::{
+    cell::Cell,
+    collections::HashSet,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     thread::JoinHandle,
     time::Instant,
 };
 
 use futures::{FutureExt, future::BoxFuture};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::*;
 use crate::{domain::now_millis, telemetry::Metrics};
@@ -69,12 +71,32 @@ CREATE TABLE idempotency (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (app_id, key)
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    app_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    url TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX events_pending ON events (conversation, seq) WHERE state = 'pending';
+CREATE INDEX events_dead ON events (app_id, seq) WHERE state = 'dead';
 "#];
 
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 pub struct SqliteStore {
     ops: mpsc::Sender<Op>,
+    hooks: Arc<RwLock<HashSet<String>>>,
+    events: Arc<Notify>,
     reader: Arc<Mutex<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -87,6 +109,9 @@ enum Op {
     Attempt(Attempt, Reply<()>),
     Receipt(Receipt, Reply<ReceiptMatch>),
     RequeueInFlight(Reply<u64>),
+    Enqueue(NewEvent, Reply<()>),
+    EventResult(i64, EventOutcome, Reply<()>),
+    Replay(String, Option<EventId>, Reply<u64>),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -162,15 +187,30 @@ impl SqliteStore {
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
         let batch_max = batch_max.max(1);
+        let hooks = Arc::new(RwLock::new(HashSet::new()));
+        let events = Arc::new(Notify::new());
+        let (h, ev) = (hooks.clone(), events.clone());
         let writer = std::thread::Builder::new()
             .name("smsgate-store".into())
-            .spawn(move || writer_loop(writer_conn, rx, batch_max, metrics))
+            .spawn(move || writer_loop(writer_conn, rx, batch_max, metrics, h, ev))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             ops: tx,
+            hooks,
+            events,
             reader: Arc::new(Mutex::new(reader)),
             writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Apps whose messages produce webhook events (config decides; reload may change it).
+    pub fn set_webhook_apps(&self, apps: impl IntoIterator<Item = String>) {
+        *self.hooks.write().unwrap_or_else(|p| p.into_inner()) = apps.into_iter().collect();
+    }
+
+    /// Notified after a commit that put events in the outbox.
+    pub fn event_notify(&self) -> Arc<Notify> {
+        self.events.clone()
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> StoreResult<T> {
@@ -198,11 +238,21 @@ impl SqliteStore {
     }
 }
 
+/// What a batch's operations need besides the connection.
+struct Ctx<'a> {
+    /// Apps with a webhook endpoint: only their messages produce events.
+    hooks: &'a HashSet<String>,
+    /// Set when the batch put an event in the outbox, to wake the webhook dispatcher.
+    emitted: Cell<bool>,
+}
+
 fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Op>,
     batch_max: usize,
     m: Arc<Metrics>,
+    hooks: Arc<RwLock<HashSet<String>>>,
+    events: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     let mut done = Vec::with_capacity(batch_max);
@@ -225,10 +275,15 @@ fn writer_loop(
         }
         let started = Instant::now();
         let size = batch.len();
+        let hooks = hooks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let ctx = Ctx {
+            hooks: &hooks,
+            emitted: Cell::new(false),
+        };
         let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => {
                 for op in batch.drain(..) {
-                    done.push(apply(&tx, op));
+                    done.push(apply(&tx, &ctx, op));
                 }
                 tx.commit().map_err(|e| e.to_string())
             }
@@ -251,6 +306,9 @@ fn writer_loop(
         for d in done.drain(..) {
             d.finish(&commit);
         }
+        if commit.is_ok() && ctx.emitted.get() {
+            events.notify_one();
+        }
     }
     tracing::debug!("store writer stopped");
 }
@@ -265,12 +323,14 @@ fn fail(op: Op, msg: &str) -> Done {
         Op::Attempt(_, tx) => Done::Unit(tx, e(msg)),
         Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
         Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
+        Op::Enqueue(_, tx) | Op::EventResult(_, _, tx) => Done::Unit(tx, e(msg)),
+        Op::Replay(_, _, tx) => Done::Count(tx, e(msg)),
         Op::Shutdown => Done::Nothing,
     }
 }
 
 /// Runs one operation inside a savepoint so a failing operation never undoes its batch-mates.
-fn apply(tx: &Transaction<'_>, op: Op) -> Done {
+fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
     fn guarded<T>(
         tx: &Transaction<'_>,
         f: impl FnOnce(&Connection) -> StoreResult<T>,
@@ -292,11 +352,16 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Done {
             Done::Insert(reply, guarded(tx, |c| insert(c, &m, idem.as_ref())))
         }
         Op::Claim(carrier, limit, reply) => {
-            Done::Claim(reply, guarded(tx, |c| claim(c, &carrier, limit)))
+            Done::Claim(reply, guarded(tx, |c| claim(c, ctx, &carrier, limit)))
         }
-        Op::Attempt(a, reply) => Done::Unit(reply, guarded(tx, |c| attempt(c, &a))),
-        Op::Receipt(r, reply) => Done::Receipt(reply, guarded(tx, |c| receipt(c, &r))),
+        Op::Attempt(a, reply) => Done::Unit(reply, guarded(tx, |c| attempt(c, ctx, &a))),
+        Op::Receipt(r, reply) => Done::Receipt(reply, guarded(tx, |c| receipt(c, ctx, &r))),
         Op::Shutdown => Done::Nothing,
+        Op::Enqueue(ev, reply) => Done::Unit(reply, guarded(tx, |c| { ctx.emitted.set(true); insert_event(c, &ev) })),
+        Op::EventResult(seq, outcome, reply) => {
+            Done::Unit(reply, guarded(tx, |c| event_result(c, seq, &outcome)))
+        }
+        Op::Replay(app, id, reply) => Done::Count(reply, guarded(tx, |c| { ctx.emitted.set(true); replay(c, &app, id.as_ref()) })),
         Op::RequeueInFlight(reply) => Done::Count(
             reply,
             guarded(tx, |c| {
@@ -359,7 +424,7 @@ fn insert(
     Ok(InsertOutcome::Inserted)
 }
 
-fn claim(c: &Connection, carrier: &str, limit: usize) -> StoreResult<Vec<Claimed>> {
+fn claim(c: &Connection, ctx: &Ctx<'_>, carrier: &str, limit: usize) -> StoreResult<Vec<Claimed>> {
     let now = now_millis();
     let mut stmt = c.prepare_cached(
         "UPDATE messages SET status = 'sending', updated_at = ?1 WHERE id IN \
@@ -382,6 +447,9 @@ fn claim(c: &Connection, carrier: &str, limit: usize) -> StoreResult<Vec<Claimed
         .collect::<Result<Vec<_>, _>>()?;
     // RETURNING order is unspecified; keep the queue's order.
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    for m in &claimed {
+        emit_status(c, ctx, &m.id, now)?;
+    }
     let mut parts = c.prepare_cached("SELECT seq FROM parts WHERE message_id = ?1")?;
     for m in claimed.iter_mut().filter(|m| m.attempts > 0) {
         m.sent_parts = parts
@@ -391,7 +459,7 @@ fn claim(c: &Connection, carrier: &str, limit: usize) -> StoreResult<Vec<Claimed
     Ok(claimed)
 }
 
-fn attempt(c: &Connection, a: &Attempt) -> StoreResult<()> {
+fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
     let now = now_millis();
     let mut retry_delay: Option<std::time::Duration> = None;
     let mut permanent: Option<(u32, &str)> = None;
@@ -433,6 +501,7 @@ fn attempt(c: &Connection, a: &Attempt) -> StoreResult<()> {
             format!("carrier refused the message: {reason} (command_status 0x{code:08X})"),
             now
         ])?;
+        emit_status(c, ctx, &a.id, now)?;
     } else if let Some(delay) = retry_delay {
         c.prepare_cached(
             "UPDATE messages SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?2, \
@@ -442,14 +511,14 @@ fn attempt(c: &Connection, a: &Attempt) -> StoreResult<()> {
     } else {
         c.prepare_cached("UPDATE messages SET attempts = attempts + 1 WHERE id = ?1")?
             .execute(params![a.id.as_str()])?;
-        settle(c, &a.id, now)?;
+        settle(c, ctx, &a.id, now)?;
     }
     Ok(())
 }
 
 /// Moves a message whose parts have all been accepted to `sent`, `delivered` or
 /// `undelivered` from its parts' receipts.
-fn settle(c: &Connection, id: &MessageId, now: Millis) -> StoreResult<MessageState> {
+fn settle(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> StoreResult<MessageState> {
     let (status, segments): (String, u32) = c
         .prepare_cached("SELECT status, segments FROM messages WHERE id = ?1")?
         .query_row(params![id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -496,6 +565,7 @@ fn settle(c: &Connection, id: &MessageId, now: Millis) -> StoreResult<MessageSta
              error_message = coalesce(?4, error_message), updated_at = ?5 WHERE id = ?1",
         )?
         .execute(params![id.as_str(), next.as_str(), code, message, now])?;
+        emit_status(c, ctx, id, now)?;
     }
     Ok(next)
 }
@@ -513,7 +583,7 @@ fn part_status(state: ReceiptState) -> &'static str {
 }
 
 /// Applies a receipt to its part; `None` when no part carries that id.
-fn apply_receipt(c: &Connection, r: &Receipt) -> StoreResult<Option<(MessageId, MessageState)>> {
+fn apply_receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<Option<(MessageId, MessageState)>> {
     let found: Option<(String, u32)> = c
         .prepare_cached(
             "SELECT message_id, seq FROM parts WHERE carrier = ?1 AND carrier_message_id = ?2 LIMIT 1",
@@ -539,12 +609,12 @@ fn apply_receipt(c: &Connection, r: &Receipt) -> StoreResult<Option<(MessageId, 
         done_at
     ])?;
     let id = MessageId::from_store(id);
-    let state = settle(c, &id, r.received_at)?;
+    let state = settle(c, ctx, &id, r.received_at)?;
     Ok(Some((id, state)))
 }
 
-fn receipt(c: &Connection, r: &Receipt) -> StoreResult<ReceiptMatch> {
-    match apply_receipt(c, r)? {
+fn receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<ReceiptMatch> {
+    match apply_receipt(c, ctx, r)? {
         Some((id, state)) => Ok(ReceiptMatch::Matched { id, state }),
         None => {
             c.prepare_cached(
@@ -608,11 +678,128 @@ fn apply_held_receipts(c: &Connection, carrier: &str, carrier_message_id: &str) 
     Ok(())
 }
 
+/// Puts a `message.status` event for the message's current state in the outbox, if its app
+/// has a webhook endpoint. Runs in the same transaction as the state change.
+fn emit_status(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> StoreResult<()> {
+    let Some(m) = read_message_by_id(c, id)? else {
+        return Ok(());
+    };
+    if !ctx.hooks.contains(&m.app_id) {
+        return Ok(());
+    }
+    let event_id = EventId::generate();
+    let payload = serde_json::json!({
+        "id": event_id.as_str(),
+        "type": "message.status",
+        "created_at": crate::domain::rfc3339(now),
+        "data": super::view::message_json(&m),
+    });
+    ctx.emitted.set(true);
+    insert_event(
+        c,
+        &NewEvent {
+            id: event_id,
+            app_id: m.app_id.clone(),
+            kind: "message.status".into(),
+            conversation: format!("{}:{}", m.line.as_str(), m.to.as_str()),
+            payload: payload.to_string(),
+            url: None,
+            created_at: now,
+        },
+    )
+}
+
+pub(crate) fn insert_event(c: &Connection, ev: &NewEvent) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO events (id, app_id, type, conversation, payload, url, next_attempt_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![
+        ev.id.as_str(),
+        ev.app_id,
+        ev.kind,
+        ev.conversation,
+        ev.payload,
+        ev.url,
+        ev.created_at
+    ])?;
+    Ok(())
+}
+
+fn event_result(c: &Connection, seq: i64, outcome: &EventOutcome) -> StoreResult<()> {
+    let now = now_millis();
+    match outcome {
+        EventOutcome::Delivered => c
+            .prepare_cached(
+                "UPDATE events SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, \
+                 last_error = NULL WHERE seq = ?1",
+            )?
+            .execute(params![seq, now])?,
+        EventOutcome::Retry {
+            next_attempt_at,
+            error,
+        } => c
+            .prepare_cached(
+                "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 \
+                 WHERE seq = ?1 AND state = 'pending'",
+            )?
+            .execute(params![seq, next_attempt_at, error])?,
+        EventOutcome::Dead { error } => c
+            .prepare_cached(
+                "UPDATE events SET state = 'dead', attempts = attempts + 1, last_error = ?2 \
+                 WHERE seq = ?1 AND state = 'pending'",
+            )?
+            .execute(params![seq, error])?,
+    };
+    Ok(())
+}
+
+fn replay(c: &Connection, app_id: &str, id: Option<&EventId>) -> StoreResult<u64> {
+    let now = now_millis();
+    let n = match id {
+        Some(id) => c
+            .prepare_cached(
+                "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = ?3 \
+                 WHERE app_id = ?1 AND id = ?2 AND state = 'dead'",
+            )?
+            .execute(params![app_id, id.as_str(), now])?,
+        None => c
+            .prepare_cached(
+                "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = ?2 \
+                 WHERE app_id = ?1 AND state = 'dead'",
+            )?
+            .execute(params![app_id, now])?,
+    };
+    Ok(n as u64)
+}
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEvent> {
+    Ok(OutboxEvent {
+        seq: r.get(0)?,
+        id: EventId::from_store(r.get(1)?),
+        app_id: r.get(2)?,
+        kind: r.get(3)?,
+        conversation: r.get(4)?,
+        payload: r.get(5)?,
+        url: r.get(6)?,
+        attempts: r.get(7)?,
+        created_at: r.get(8)?,
+        last_error: r.get(9)?,
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, id, app_id, type, conversation, payload, url, attempts, created_at, last_error";
+
 fn read_message(
     c: &Connection,
     app_id: &str,
     id: &MessageId,
 ) -> StoreResult<Option<MessageRecord>> {
+    Ok(read_message_by_id(c, id)?.filter(|m| m.app_id == app_id))
+}
+
+fn read_message_by_id(c: &Connection, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
     let row = c
         .prepare_cached(
             "SELECT app_id, line, to_number, client_ref, encoding, segments, status, error_code, \
@@ -638,7 +825,7 @@ fn read_message(
             })
         })
         .optional()?;
-    let Some(mut msg) = row.filter(|m| m.app_id == app_id) else {
+    let Some(mut msg) = row else {
         return Ok(None);
     };
     msg.parts = c
@@ -705,6 +892,76 @@ impl Store for SqliteStore {
                 "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')",
             )?
             .query_row([], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .boxed()
+    }
+
+    fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>> {
+        self.call(|tx| Op::Enqueue(event, tx)).boxed()
+    }
+
+    fn due_events(
+        &self,
+        now: Millis,
+        limit: usize,
+        exclude: Vec<i64>,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxEvent>>> {
+        self.read(move |c| {
+            // The head (oldest pending event) of each conversation, if it is due: a later event
+            // never overtakes an earlier one that is waiting for a retry.
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN \
+                 (SELECT min(seq) FROM events WHERE state = 'pending' GROUP BY conversation) \
+                 AND next_attempt_at <= ?1 ORDER BY seq LIMIT ?2"
+            );
+            let exclude: std::collections::HashSet<i64> = exclude.into_iter().collect();
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![now, (limit + exclude.len()) as i64], event_row)?;
+            let mut out = Vec::with_capacity(limit);
+            for r in rows {
+                let ev = r?;
+                if !exclude.contains(&ev.seq) {
+                    out.push(ev);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .boxed()
+    }
+
+    fn record_event(&self, seq: i64, outcome: EventOutcome) -> BoxFuture<'_, StoreResult<()>> {
+        self.call(move |tx| Op::EventResult(seq, outcome, tx)).boxed()
+    }
+
+    fn dead_events(
+        &self,
+        app_id: String,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxEvent>>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE app_id = ?1 AND state = 'dead' AND seq > ?2 \
+                 ORDER BY seq LIMIT ?3"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_map(params![app_id, after, limit as i64], event_row)?
+                .collect::<Result<_, _>>()?)
+        })
+        .boxed()
+    }
+
+    fn replay_dead(&self, app_id: String, id: Option<EventId>) -> BoxFuture<'_, StoreResult<u64>> {
+        self.call(move |tx| Op::Replay(app_id, id, tx)).boxed()
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT count(*) FROM events WHERE state = 'pending'")?
+                .query_row([], |r| r.get::<_, i64>(0))? as u64)
         })
         .boxed()
     }
