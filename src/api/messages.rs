@@ -15,7 +15,7 @@ use super::{ApiError, ApiState, json_body};
 use crate::{
     domain::{MessageId, PhoneNumber, now_millis},
     segment::{self, SegmentError},
-    store::{Idempotency, InsertOutcome, NewMessage, view::message_json},
+    store::{Idempotency, InsertOutcome, MessageKind, NewMessage, view::message_json},
 };
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +175,8 @@ async fn submit_inner(
         segments: plan.parts as u32,
         carrier: line.carrier.clone(),
         created_at: now_millis(),
+        kind: MessageKind::Api,
+        exempt_opt_out: false,
     };
     let id = msg.id.clone();
     tracing::debug!(message = %id, to = %msg.to, body = %msg.body, "submit");

@@ -52,6 +52,32 @@ pub struct NewMessage {
     pub segments: u32,
     pub carrier: String,
     pub created_at: Millis,
+    pub kind: MessageKind,
+    /// The one message an opted-out number may still get: the confirmation of its opt-out.
+    pub exempt_opt_out: bool,
+}
+
+/// Where an outbound message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Api,
+    /// A keyword or after-hours auto-reply.
+    AutoReply,
+    /// A staff notification about an inbound text.
+    Notify,
+    /// A call-center trigger (Call-to-Text, Abandoned Call).
+    Trigger,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::AutoReply => "auto_reply",
+            Self::Notify => "notify",
+            Self::Trigger => "trigger",
+        }
+    }
 }
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with.
@@ -247,6 +273,86 @@ pub enum EventOutcome {
     Dead { error: String },
 }
 
+/// One deliver_sm carrying (part of) an inbound text, decoded.
+#[derive(Debug, Clone)]
+pub struct InboundPart {
+    pub carrier: String,
+    pub line: PhoneNumber,
+    pub from: PhoneNumber,
+    /// Concatenation: (reference, total, seq); `None` for a single-part text.
+    pub concat: Option<(u16, u8, u8)>,
+    pub text: String,
+    /// Identifies a redelivery of the same PDU (carrier retried because our ack was lost).
+    pub dedup_key: String,
+    pub received_at: Millis,
+}
+
+/// A whole inbound text, as the planner sees it.
+#[derive(Debug, Clone)]
+pub struct InboundText {
+    pub id: MessageId,
+    pub carrier: String,
+    pub line: PhoneNumber,
+    pub from: PhoneNumber,
+    pub body: String,
+    pub parts: u32,
+    /// Some parts never arrived before the reassembly timeout.
+    pub incomplete: bool,
+    pub received_at: Millis,
+}
+
+/// A change to the opt-out list.
+#[derive(Debug, Clone)]
+pub struct OptOutChange {
+    pub lines: Vec<PhoneNumber>,
+    pub number: PhoneNumber,
+    pub opted_out: bool,
+    /// `keyword`, `api` or `import`.
+    pub source: String,
+}
+
+/// What an inbound text causes, decided by the MO stage (pure) and applied by the store in
+/// the same transaction that stores the text, so a crash never separates them.
+#[derive(Debug, Clone, Default)]
+pub struct InboundEffects {
+    pub app_id: Option<String>,
+    /// The keyword recognised (`stop`, `stop_all`, `start`, `help`), if any.
+    pub keyword: Option<&'static str>,
+    pub opt_out: Option<OptOutChange>,
+    /// Keyword replies: sent whatever the hours.
+    pub replies: Vec<NewMessage>,
+    /// The after-hours reply, sent only if none went to this number within `window`.
+    pub after_hours_reply: Option<(NewMessage, std::time::Duration)>,
+    /// The staff notification (no body of the patient's text in it).
+    pub notify: Option<NewMessage>,
+    pub after_hours: bool,
+    /// Put a `message.received` event in the outbox.
+    pub emit: bool,
+}
+
+/// Decides an inbound text's effects; runs inside the store's write transaction, so it must be
+/// quick and do no I/O.
+pub type InboundPlanner = std::sync::Arc<dyn Fn(&InboundText) -> InboundEffects + Send + Sync>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundOutcome {
+    /// A redelivery of something already stored: acknowledge, do nothing.
+    Duplicate,
+    /// A part of a longer text, kept until the rest arrives.
+    Partial,
+    /// The whole text is stored (with its effects).
+    Stored { id: MessageId, replies: Vec<MessageId> },
+}
+
+/// An opt-out list entry.
+#[derive(Debug, Clone)]
+pub struct OptOut {
+    pub line: PhoneNumber,
+    pub number: PhoneNumber,
+    pub source: String,
+    pub created_at: Millis,
+}
+
 /// The durable store behind the pipeline.
 pub trait Store: Send + Sync + 'static {
     /// Durably stores a new message (fsync'd before the future resolves).
@@ -281,6 +387,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Messages waiting to be sent (queued or sending).
     fn queue_depth(&self) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Stores an inbound part; once a text is whole, stores it and applies what `planner`
+    /// decides (opt-out change, replies, events) in the same transaction.
+    fn record_inbound(
+        &self,
+        part: InboundPart,
+        planner: InboundPlanner,
+    ) -> BoxFuture<'_, StoreResult<InboundOutcome>>;
+
+    /// Delivers (flagged incomplete) every partial text older than `before`; returns how many.
+    fn expire_partials(
+        &self,
+        before: Millis,
+        planner: InboundPlanner,
+    ) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Applies an opt-out change (API, import) and its `opt_out.changed` events.
+    fn change_opt_out(
+        &self,
+        app_id: String,
+        change: OptOutChange,
+    ) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Whether `number` has opted out of `line`.
+    fn opt_out(&self, line: PhoneNumber, number: PhoneNumber)
+    -> BoxFuture<'_, StoreResult<Option<OptOut>>>;
+
+    /// A line's opt-outs, ordered by number, after `after`.
+    fn opt_outs(
+        &self,
+        line: PhoneNumber,
+        after: String,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<OptOut>>>;
 
     /// Adds an event to the outbox (durably, like every write).
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>>;

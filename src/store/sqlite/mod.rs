@@ -15,6 +15,8 @@ use futures::{FutureExt, future::BoxFuture};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+mod inbound;
+
 use super::*;
 use crate::{domain::now_millis, telemetry::Metrics};
 
@@ -89,6 +91,55 @@ CREATE TABLE events (
 );
 CREATE INDEX events_pending ON events (conversation, seq) WHERE state = 'pending';
 CREATE INDEX events_dead ON events (app_id, seq) WHERE state = 'dead';
+"#, r#"
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE messages ADD COLUMN exempt_opt_out INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_conversation ON messages (line, to_number, created_at);
+CREATE TABLE inbound (
+    id TEXT PRIMARY KEY,
+    app_id TEXT,
+    carrier TEXT NOT NULL,
+    line TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    body TEXT NOT NULL,
+    parts INTEGER NOT NULL,
+    incomplete INTEGER NOT NULL,
+    keyword TEXT,
+    after_hours INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    read_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX inbound_conversation ON inbound (line, from_number, received_at);
+CREATE TABLE mo_dedup (
+    carrier TEXT NOT NULL,
+    key TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (carrier, key)
+) WITHOUT ROWID;
+CREATE TABLE mo_partials (
+    carrier TEXT NOT NULL,
+    line TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    ref INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (carrier, line, from_number, ref, seq)
+) WITHOUT ROWID;
+CREATE TABLE opt_outs (
+    line TEXT NOT NULL,
+    number TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (line, number)
+) WITHOUT ROWID;
+CREATE TABLE after_hours_replies (
+    line TEXT NOT NULL,
+    number TEXT NOT NULL,
+    last_at INTEGER NOT NULL,
+    PRIMARY KEY (line, number)
+) WITHOUT ROWID;
 "#];
 
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -112,6 +163,9 @@ enum Op {
     Enqueue(NewEvent, Reply<()>),
     EventResult(i64, EventOutcome, Reply<()>),
     Replay(String, Option<EventId>, Reply<u64>),
+    Inbound(InboundPart, InboundPlanner, Reply<InboundOutcome>),
+    ExpirePartials(Millis, InboundPlanner, Reply<u64>),
+    OptOut(String, OptOutChange, Reply<u64>),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -122,6 +176,7 @@ enum Done {
     Claim(Reply<Vec<Claimed>>, StoreResult<Vec<Claimed>>),
     Unit(Reply<()>, StoreResult<()>),
     Receipt(Reply<ReceiptMatch>, StoreResult<ReceiptMatch>),
+    Inbound(Reply<InboundOutcome>, StoreResult<InboundOutcome>),
     Count(Reply<u64>, StoreResult<u64>),
     Nothing,
 }
@@ -141,6 +196,7 @@ impl Done {
             Done::Claim(tx, r) => send(tx, r, commit),
             Done::Unit(tx, r) => send(tx, r, commit),
             Done::Receipt(tx, r) => send(tx, r, commit),
+            Done::Inbound(tx, r) => send(tx, r, commit),
             Done::Count(tx, r) => send(tx, r, commit),
             Done::Nothing => {}
         }
@@ -324,7 +380,10 @@ fn fail(op: Op, msg: &str) -> Done {
         Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
         Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
         Op::Enqueue(_, tx) | Op::EventResult(_, _, tx) => Done::Unit(tx, e(msg)),
-        Op::Replay(_, _, tx) => Done::Count(tx, e(msg)),
+        Op::Replay(_, _, tx) | Op::ExpirePartials(_, _, tx) | Op::OptOut(_, _, tx) => {
+            Done::Count(tx, e(msg))
+        }
+        Op::Inbound(_, _, tx) => Done::Inbound(tx, e(msg)),
         Op::Shutdown => Done::Nothing,
     }
 }
@@ -357,6 +416,18 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
         Op::Attempt(a, reply) => Done::Unit(reply, guarded(tx, |c| attempt(c, ctx, &a))),
         Op::Receipt(r, reply) => Done::Receipt(reply, guarded(tx, |c| receipt(c, ctx, &r))),
         Op::Shutdown => Done::Nothing,
+        Op::Inbound(part, planner, reply) => Done::Inbound(
+            reply,
+            guarded(tx, |c| inbound::record_inbound(c, ctx, &part, &planner)),
+        ),
+        Op::ExpirePartials(before, planner, reply) => Done::Count(
+            reply,
+            guarded(tx, |c| inbound::expire_partials(c, ctx, before, &planner)),
+        ),
+        Op::OptOut(app, change, reply) => Done::Count(
+            reply,
+            guarded(tx, |c| inbound::apply_opt_out(c, ctx, &app, &change, now_millis())),
+        ),
         Op::Enqueue(ev, reply) => Done::Unit(reply, guarded(tx, |c| { ctx.emitted.set(true); insert_event(c, &ev) })),
         Op::EventResult(seq, outcome, reply) => {
             Done::Unit(reply, guarded(tx, |c| event_result(c, seq, &outcome)))
@@ -406,8 +477,8 @@ fn insert(
     }
     c.prepare_cached(
         "INSERT INTO messages (id, app_id, line, to_number, body, client_ref, encoding, segments, carrier, \
-         status, next_attempt_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?10)",
+         status, next_attempt_at, created_at, updated_at, kind, exempt_opt_out) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?10, ?11, ?12)",
     )?
     .execute(params![
         m.id.as_str(),
@@ -419,7 +490,9 @@ fn insert(
         m.encoding,
         m.segments,
         m.carrier,
-        m.created_at
+        m.created_at,
+        m.kind.as_str(),
+        m.exempt_opt_out
     ])?;
     Ok(InsertOutcome::Inserted)
 }
@@ -430,21 +503,40 @@ fn claim(c: &Connection, ctx: &Ctx<'_>, carrier: &str, limit: usize) -> StoreRes
         "UPDATE messages SET status = 'sending', updated_at = ?1 WHERE id IN \
          (SELECT id FROM messages WHERE carrier = ?2 AND status = 'queued' AND next_attempt_at <= ?1 \
           ORDER BY next_attempt_at LIMIT ?3) \
-         RETURNING id, line, to_number, body, segments, attempts",
+         RETURNING id, line, to_number, body, segments, attempts, exempt_opt_out",
     )?;
-    let mut claimed = stmt
+    let rows = stmt
         .query_map(params![now, carrier, limit as i64], |r| {
-            Ok(Claimed {
-                id: MessageId::from_store(r.get(0)?),
-                line: PhoneNumber::from_store(r.get(1)?),
-                to: PhoneNumber::from_store(r.get(2)?),
-                body: r.get(3)?,
-                segments: r.get(4)?,
-                attempts: r.get(5)?,
-                sent_parts: Vec::new(),
-            })
+            Ok((
+                Claimed {
+                    id: MessageId::from_store(r.get(0)?),
+                    line: PhoneNumber::from_store(r.get(1)?),
+                    to: PhoneNumber::from_store(r.get(2)?),
+                    body: r.get(3)?,
+                    segments: r.get(4)?,
+                    attempts: r.get(5)?,
+                    sent_parts: Vec::new(),
+                },
+                r.get::<_, bool>(6)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut opted_out = c.prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?;
+    for (m, exempt) in rows {
+        // The last word on opt-outs: whatever was accepted before a STOP is never sent after it.
+        if !exempt && opted_out.exists(params![m.line.as_str(), m.to.as_str()])? {
+            c.prepare_cached(
+                "UPDATE messages SET status = 'failed', error_code = 'opted_out', \
+                 error_message = 'the recipient opted out of this line before it was sent', \
+                 updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![m.id.as_str(), now])?;
+            emit_status(c, ctx, &m.id, now)?;
+            continue;
+        }
+        claimed.push(m);
+    }
     // RETURNING order is unspecified; keep the queue's order.
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     for m in &claimed {
@@ -684,24 +776,49 @@ fn emit_status(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> St
     let Some(m) = read_message_by_id(c, id)? else {
         return Ok(());
     };
-    if !ctx.hooks.contains(&m.app_id) {
+    emit_event(
+        c,
+        ctx,
+        &m.app_id,
+        "message.status",
+        &m.line,
+        &m.to,
+        super::view::message_json(&m),
+        now,
+    )
+}
+
+/// Puts an event in the outbox if `app_id` has a webhook endpoint. Events of one
+/// conversation (line + number) are delivered in the order they are written here.
+#[allow(clippy::too_many_arguments)]
+fn emit_event(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    app_id: &str,
+    kind: &str,
+    line: &PhoneNumber,
+    number: &PhoneNumber,
+    data: serde_json::Value,
+    now: Millis,
+) -> StoreResult<()> {
+    if !ctx.hooks.contains(app_id) {
         return Ok(());
     }
     let event_id = EventId::generate();
     let payload = serde_json::json!({
         "id": event_id.as_str(),
-        "type": "message.status",
+        "type": kind,
         "created_at": crate::domain::rfc3339(now),
-        "data": super::view::message_json(&m),
+        "data": data,
     });
     ctx.emitted.set(true);
     insert_event(
         c,
         &NewEvent {
             id: event_id,
-            app_id: m.app_id.clone(),
-            kind: "message.status".into(),
-            conversation: format!("{}:{}", m.line.as_str(), m.to.as_str()),
+            app_id: app_id.to_owned(),
+            kind: kind.to_owned(),
+            conversation: format!("{}:{}", line.as_str(), number.as_str()),
             payload: payload.to_string(),
             url: None,
             created_at: now,
@@ -894,6 +1011,47 @@ impl Store for SqliteStore {
             .query_row([], |r| r.get::<_, i64>(0))? as u64)
         })
         .boxed()
+    }
+
+    fn record_inbound(
+        &self,
+        part: InboundPart,
+        planner: InboundPlanner,
+    ) -> BoxFuture<'_, StoreResult<InboundOutcome>> {
+        self.call(|tx| Op::Inbound(part, planner, tx)).boxed()
+    }
+
+    fn expire_partials(
+        &self,
+        before: Millis,
+        planner: InboundPlanner,
+    ) -> BoxFuture<'_, StoreResult<u64>> {
+        self.call(move |tx| Op::ExpirePartials(before, planner, tx)).boxed()
+    }
+
+    fn change_opt_out(
+        &self,
+        app_id: String,
+        change: OptOutChange,
+    ) -> BoxFuture<'_, StoreResult<u64>> {
+        self.call(|tx| Op::OptOut(app_id, change, tx)).boxed()
+    }
+
+    fn opt_out(
+        &self,
+        line: PhoneNumber,
+        number: PhoneNumber,
+    ) -> BoxFuture<'_, StoreResult<Option<OptOut>>> {
+        self.read(move |c| inbound::read_opt_out(c, &line, &number)).boxed()
+    }
+
+    fn opt_outs(
+        &self,
+        line: PhoneNumber,
+        after: String,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<OptOut>>> {
+        self.read(move |c| inbound::list_opt_outs(c, &line, &after, limit)).boxed()
     }
 
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>> {

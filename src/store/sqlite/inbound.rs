@@ -1,0 +1,305 @@
+//! Inbound texts (reassembly, duplicate detection, effects) and the opt-out list.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+use super::{Ctx, emit_event, insert};
+use crate::{
+    domain::{MessageId, Millis, PhoneNumber, now_millis, rfc3339},
+    store::*,
+};
+
+/// A carrier retries a deliver_sm whose ack was lost within seconds to minutes; the same
+/// bytes from the same number after this long are a new text ("Yes" sent twice).
+const DEDUP_WINDOW_MS: i64 = 120_000;
+
+pub(super) fn record_inbound(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    part: &InboundPart,
+    planner: &InboundPlanner,
+) -> StoreResult<InboundOutcome> {
+    let seen: Option<i64> = c
+        .prepare_cached("SELECT received_at FROM mo_dedup WHERE carrier = ?1 AND key = ?2")?
+        .query_row(params![part.carrier, part.dedup_key], |r| r.get(0))
+        .optional()?;
+    if seen.is_some_and(|at| part.received_at - at < DEDUP_WINDOW_MS) {
+        return Ok(InboundOutcome::Duplicate);
+    }
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO mo_dedup (carrier, key, received_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![part.carrier, part.dedup_key, part.received_at])?;
+    // Keep the table small: drop entries past the window now and then.
+    if part.received_at % 64 == 0 {
+        c.prepare_cached("DELETE FROM mo_dedup WHERE received_at < ?1")?
+            .execute(params![part.received_at - DEDUP_WINDOW_MS])?;
+    }
+
+    let (body, parts) = match part.concat {
+        Some((reference, total, seq)) if total > 1 => {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO mo_partials (carrier, line, from_number, ref, total, seq, text, received_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                part.carrier,
+                part.line.as_str(),
+                part.from.as_str(),
+                reference,
+                total,
+                seq,
+                part.text,
+                part.received_at
+            ])?;
+            let texts: Vec<String> = c
+                .prepare_cached(
+                    "SELECT text FROM mo_partials WHERE carrier = ?1 AND line = ?2 AND from_number = ?3 \
+                     AND ref = ?4 ORDER BY seq",
+                )?
+                .query_map(
+                    params![part.carrier, part.line.as_str(), part.from.as_str(), reference],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<_, _>>()?;
+            if texts.len() < total as usize {
+                return Ok(InboundOutcome::Partial);
+            }
+            c.prepare_cached(
+                "DELETE FROM mo_partials WHERE carrier = ?1 AND line = ?2 AND from_number = ?3 AND ref = ?4",
+            )?
+            .execute(params![part.carrier, part.line.as_str(), part.from.as_str(), reference])?;
+            (texts.concat(), u32::from(total))
+        }
+        _ => (part.text.clone(), 1),
+    };
+    let text = InboundText {
+        id: MessageId::generate(),
+        carrier: part.carrier.clone(),
+        line: part.line.clone(),
+        from: part.from.clone(),
+        body,
+        parts,
+        incomplete: false,
+        received_at: part.received_at,
+    };
+    store_text(c, ctx, &text, planner)
+}
+
+/// Stores a whole text and applies its effects.
+fn store_text(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    text: &InboundText,
+    planner: &InboundPlanner,
+) -> StoreResult<InboundOutcome> {
+    let fx = planner(text);
+    c.prepare_cached(
+        "INSERT INTO inbound (id, app_id, carrier, line, from_number, body, parts, incomplete, keyword, \
+         after_hours, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        text.id.as_str(),
+        fx.app_id,
+        text.carrier,
+        text.line.as_str(),
+        text.from.as_str(),
+        text.body,
+        text.parts,
+        text.incomplete,
+        fx.keyword,
+        fx.after_hours,
+        text.received_at
+    ])?;
+    if let (Some(change), Some(app)) = (&fx.opt_out, &fx.app_id) {
+        apply_opt_out(c, ctx, app, change, text.received_at)?;
+    }
+    let mut replies = Vec::new();
+    for m in &fx.replies {
+        insert(c, m, None)?;
+        replies.push(m.id.clone());
+    }
+    if let Some((m, window)) = &fx.after_hours_reply {
+        let last: Option<i64> = c
+            .prepare_cached("SELECT last_at FROM after_hours_replies WHERE line = ?1 AND number = ?2")?
+            .query_row(params![text.line.as_str(), text.from.as_str()], |r| r.get(0))
+            .optional()?;
+        if last.is_none_or(|at| text.received_at - at >= window.as_millis() as i64) {
+            insert(c, m, None)?;
+            replies.push(m.id.clone());
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO after_hours_replies (line, number, last_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![text.line.as_str(), text.from.as_str(), text.received_at])?;
+        }
+    }
+    if let Some(m) = &fx.notify {
+        insert(c, m, None)?;
+        replies.push(m.id.clone());
+    }
+    if fx.emit
+        && let Some(app) = &fx.app_id
+    {
+        let opted_out = is_opted_out(c, &text.line, &text.from)?;
+        emit_event(
+            c,
+            ctx,
+            app,
+            "message.received",
+            &text.line,
+            &text.from,
+            json!({
+                "id": text.id.as_str(),
+                "line": text.line.as_str(),
+                "from": text.from.as_str(),
+                "body": text.body,
+                "parts": text.parts,
+                "incomplete": text.incomplete,
+                "received_at": rfc3339(text.received_at),
+                "after_hours": fx.after_hours,
+                "keyword": fx.keyword,
+                "opted_out": opted_out,
+                "auto_replies": replies.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            }),
+            text.received_at,
+        )?;
+    }
+    Ok(InboundOutcome::Stored {
+        id: text.id.clone(),
+        replies,
+    })
+}
+
+pub(super) fn expire_partials(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    before: Millis,
+    planner: &InboundPlanner,
+) -> StoreResult<u64> {
+    let groups: Vec<(String, String, String, u16, u8)> = c
+        .prepare_cached(
+            "SELECT carrier, line, from_number, ref, max(total) FROM mo_partials \
+             GROUP BY carrier, line, from_number, ref HAVING min(received_at) < ?1",
+        )?
+        .query_map(params![before], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let n = groups.len() as u64;
+    for (carrier, line, from, reference, total) in groups {
+        let rows: Vec<(String, Millis)> = c
+            .prepare_cached(
+                "SELECT text, received_at FROM mo_partials WHERE carrier = ?1 AND line = ?2 \
+                 AND from_number = ?3 AND ref = ?4 ORDER BY seq",
+            )?
+            .query_map(params![carrier, line, from, reference], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        c.prepare_cached(
+            "DELETE FROM mo_partials WHERE carrier = ?1 AND line = ?2 AND from_number = ?3 AND ref = ?4",
+        )?
+        .execute(params![carrier, line, from, reference])?;
+        let text = InboundText {
+            id: MessageId::generate(),
+            carrier,
+            line: PhoneNumber::from_store(line),
+            from: PhoneNumber::from_store(from),
+            body: rows.iter().map(|(t, _)| t.as_str()).collect(),
+            parts: u32::from(total),
+            incomplete: true,
+            received_at: rows.first().map_or_else(now_millis, |r| r.1),
+        };
+        store_text(c, ctx, &text, planner)?;
+    }
+    Ok(n)
+}
+
+fn is_opted_out(c: &Connection, line: &PhoneNumber, number: &PhoneNumber) -> StoreResult<bool> {
+    Ok(c
+        .prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?
+        .query_row(params![line.as_str(), number.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Applies an opt-out change; returns how many lines actually changed. Each change emits
+/// `opt_out.changed`.
+pub(super) fn apply_opt_out(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    app_id: &str,
+    change: &OptOutChange,
+    now: Millis,
+) -> StoreResult<u64> {
+    let mut changed = 0;
+    for line in &change.lines {
+        let n = if change.opted_out {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO opt_outs (line, number, source, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![line.as_str(), change.number.as_str(), change.source, now])?
+        } else {
+            c.prepare_cached("DELETE FROM opt_outs WHERE line = ?1 AND number = ?2")?
+                .execute(params![line.as_str(), change.number.as_str()])?
+        };
+        if n > 0 {
+            changed += 1;
+            emit_event(
+                c,
+                ctx,
+                app_id,
+                "opt_out.changed",
+                line,
+                &change.number,
+                json!({
+                    "line": line.as_str(),
+                    "number": change.number.as_str(),
+                    "opted_out": change.opted_out,
+                    "source": change.source,
+                    "changed_at": rfc3339(now),
+                }),
+                now,
+            )?;
+        }
+    }
+    Ok(changed)
+}
+
+pub(super) fn read_opt_out(
+    c: &Connection,
+    line: &PhoneNumber,
+    number: &PhoneNumber,
+) -> StoreResult<Option<OptOut>> {
+    Ok(c
+        .prepare_cached("SELECT source, created_at FROM opt_outs WHERE line = ?1 AND number = ?2")?
+        .query_row(params![line.as_str(), number.as_str()], |r| {
+            Ok(OptOut {
+                line: line.clone(),
+                number: number.clone(),
+                source: r.get(0)?,
+                created_at: r.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+pub(super) fn list_opt_outs(
+    c: &Connection,
+    line: &PhoneNumber,
+    after: &str,
+    limit: usize,
+) -> StoreResult<Vec<OptOut>> {
+    Ok(c
+        .prepare_cached(
+            "SELECT number, source, created_at FROM opt_outs WHERE line = ?1 AND number > ?2 \
+             ORDER BY number LIMIT ?3",
+        )?
+        .query_map(params![line.as_str(), after, limit as i64], |r| {
+            Ok(OptOut {
+                line: line.clone(),
+                number: PhoneNumber::from_store(r.get(0)?),
+                source: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+}
