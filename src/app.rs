@@ -100,10 +100,12 @@ pub async fn run(
         sims.push(sim::Simulator::start(listener, cfg).await);
     }
 
-    let inbound = Arc::new(Inbound::new(
+    let inbound = Arc::new(Inbound::new(store.clone(), config.clone(), metrics.clone()));
+    let sweeper = tokio::spawn(crate::mo::run_reassembly_sweeper(
         store.clone(),
-        &config.carriers,
-        metrics.clone(),
+        inbound.planner(),
+        config.inbound.reassembly_timeout,
+        shutdown.clone(),
     ));
     let mut carrier_tasks = JoinSet::new();
     let mut handles = Vec::new();
@@ -191,6 +193,7 @@ pub async fn run(
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
         tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; stopping anyway (unsent work stays queued)");
     }
+    let _ = sweeper.await;
     for s in sims {
         s.shutdown().await;
     }

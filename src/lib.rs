@@ -6,12 +6,15 @@
 //! - [`domain`]: ids, E.164 numbers (redacting `Display`), message states. No I/O.
 //! - [`api`]: the app-facing axum router (auth, validation, JSON errors) and the admin
 //!   listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`policy`]: opt-out keywords (STOP/START/HELP) and business hours. Pure.
 //! - [`segment`]: encoding choice (GSM-7, UCS-2, Latin-1), parts, UDH, MO decoding. Pure.
 //! - [`store`]: the `Store` trait and its SQLite implementation (WAL, group commit).
 //! - [`dispatch`]: claims queued work, sends parts, records each attempt's outcome.
 //! - [`smpp`]: framing, sessions with send windows, bind slots with reconnect, status table.
 //! - [`dlr`]: receipt parsing and carrier id normalisation.
 //! - [`mo`]: what carriers deliver to us (receipts today, inbound texts next).
+//! - [`webhook`]: the outbox's delivery to app backends: Standard Webhooks signatures, retries
+//!   with backoff, dead letters, per-endpoint concurrency.
 //! - [`sim`]: `smsc-sim`, the carrier simulator (also embedded for `simulator = true`).
 //! - [`telemetry`]: logging setup and the Prometheus registry.
 //! - [`app`]: wiring, start order and drain order.
@@ -23,9 +26,12 @@ pub mod config;
 pub mod dispatch;
 pub mod dlr;
 pub mod domain;
+pub mod loadgen;
 pub mod mo;
+pub mod policy;
 pub mod segment;
 pub mod sim;
 pub mod smpp;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

@@ -39,7 +39,7 @@ pub struct EstimateBody {
 const MAX_CLIENT_REF: usize = 256;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -63,7 +63,7 @@ fn reject(state: &ApiState, e: ApiError) -> ApiError {
     e
 }
 
-fn number(field: &str, value: &str) -> Result<PhoneNumber, ApiError> {
+pub(super) fn number(field: &str, value: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(value).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -136,6 +136,13 @@ async fn submit_inner(
         )));
     }
     let plan = plan(state, &req.body)?;
+    if state.inner.store.opt_out(from.clone(), to.clone()).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "opted_out",
+            "the recipient opted out of texts from this line; reach them another way",
+        ));
+    }
     let idem = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {

@@ -3,6 +3,7 @@
 
 mod error;
 mod messages;
+mod optouts;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -126,6 +127,12 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(messages::estimate),
         )
         .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/lines/{line}/opt-outs", get(optouts::list))
+        .route("/v1/lines/{line}/opt-outs:import", axum::routing::post(optouts::import))
+        .route(
+            "/v1/lines/{line}/opt-outs/{number}",
+            get(optouts::get).put(optouts::put).delete(optouts::delete),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -9,7 +9,7 @@ use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, sync::Arc, 
 
 use crate::domain::PhoneNumber;
 
-pub use raw::{BindType, IdFormat, RateClass};
+pub use raw::{BindType, IdFormat, MoAlphabet, RateClass};
 pub use validate::validate;
 
 /// The validated configuration.
@@ -22,6 +22,14 @@ pub struct Config {
     pub carriers: Vec<Arc<Carrier>>,
     /// Lines by E.164 number.
     pub lines: HashMap<PhoneNumber, Arc<Line>>,
+    /// Opt-out keywords and their replies.
+    pub keywords: Arc<crate::policy::Keywords>,
+    pub inbound: Inbound,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub reassembly_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +95,7 @@ pub struct Carrier {
     pub simulator: bool,
     /// Simulator receipt delay when `simulator` is set.
     pub simulator_receipt_delay: Duration,
+    pub mo_default_alphabet: MoAlphabet,
 }
 
 impl fmt::Debug for Carrier {
@@ -108,6 +117,10 @@ pub struct Line {
     pub app: String,
     pub carrier: String,
     pub rate_class: RateClass,
+    pub help_text: Option<String>,
+    pub hours: Option<crate::policy::Hours>,
+    /// On-call number told about after-hours texts.
+    pub staff_notify: Option<PhoneNumber>,
 }
 
 /// One problem found in a config file, with the 1-based line it was found on when known.

@@ -21,6 +21,36 @@ pub struct RawConfig {
     pub carriers: Vec<RawCarrier>,
     #[serde(default)]
     pub lines: Vec<RawLine>,
+    #[serde(default)]
+    pub opt_out: Option<Spanned<crate::policy::KeywordConfig>>,
+    #[serde(default)]
+    pub inbound: RawInbound,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawInbound {
+    /// A long inbound text still missing parts after this long is delivered flagged incomplete.
+    pub reassembly_timeout: Dur,
+}
+
+impl Default for RawInbound {
+    fn default() -> Self {
+        Self {
+            reassembly_timeout: Dur(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// What `data_coding` 0 ("SMSC default alphabet") means on a carrier's inbound texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MoAlphabet {
+    #[default]
+    Gsm7,
+    Gsm7Packed,
+    Latin1,
+    Ascii,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +177,8 @@ pub struct RawCarrier {
     pub simulator: bool,
     #[serde(default)]
     pub simulator_receipt_delay: Dur,
+    #[serde(default)]
+    pub mo_default_alphabet: MoAlphabet,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +189,12 @@ pub struct RawLine {
     pub carrier: Spanned<String>,
     #[serde(default)]
     pub rate_class: RateClass,
+    /// Answer to HELP on this line (default: `[opt_out].help_reply`).
+    #[serde(default)]
+    pub help_text: Option<String>,
+    /// Opening hours, after-hours reply and staff notification.
+    #[serde(default)]
+    pub hours: Option<Spanned<crate::policy::HoursConfig>>,
 }
 
 /// A duration written like "30s", "250ms" or "1h 30m".

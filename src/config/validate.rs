@@ -219,6 +219,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             dlr_id_format: c.dlr_id_format,
             simulator: c.simulator,
             simulator_receipt_delay: c.simulator_receipt_delay.0,
+            mo_default_alphabet: c.mo_default_alphabet,
         }));
     }
     if carriers.is_empty() {
@@ -249,6 +250,24 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                 format!("line refers to unknown carrier {:?}", l.carrier.get_ref()),
             );
         }
+        let mut hours = None;
+        let mut staff_notify = None;
+        if let Some(h) = &l.hours {
+            match crate::policy::Hours::compile(h.get_ref()) {
+                Ok(c) => hours = Some(c),
+                Err(problems) => {
+                    for p in problems {
+                        e.at(h, format!("line hours: {p}"));
+                    }
+                }
+            }
+            if let Some(n) = &h.get_ref().staff_notify {
+                match PhoneNumber::parse(n) {
+                    Ok(n) => staff_notify = Some(n),
+                    Err(err) => e.at(h, format!("line hours: staff_notify {n:?}: {err}")),
+                }
+            }
+        }
         if let Some(number) = number {
             if lines.contains_key(&number) {
                 e.at(&l.number, format!("duplicate line {}", l.number.get_ref()));
@@ -261,13 +280,32 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                     app: l.app.get_ref().clone(),
                     carrier: l.carrier.get_ref().clone(),
                     rate_class: l.rate_class,
+                    help_text: l.help_text.clone(),
+                    hours,
+                    staff_notify,
                 }),
             );
         }
     }
 
+    let keyword_cfg = raw.opt_out.as_ref().map(|k| k.get_ref().clone()).unwrap_or_default();
+    let keywords = match crate::policy::Keywords::new(&keyword_cfg) {
+        Ok(k) => k,
+        Err(problem) => {
+            match &raw.opt_out {
+                Some(span) => e.at(span, format!("opt_out: {problem}")),
+                None => e.global(format!("opt_out: {problem}")),
+            }
+            crate::policy::Keywords::new(&Default::default()).expect("default keywords are valid")
+        }
+    };
+
     if e.list.is_empty() {
         Ok(Config {
+            keywords: Arc::new(keywords),
+            inbound: super::Inbound {
+                reassembly_timeout: raw.inbound.reassembly_timeout.0,
+            },
             http,
             admin,
             store,

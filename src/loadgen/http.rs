@@ -584,7 +584,10 @@ mod tests {
         let t = Target::parse("http://127.0.0.1:8080/gw/").unwrap();
         assert_eq!(t.connect, "127.0.0.1:8080");
         assert_eq!(t.submit_path, "/gw/v1/messages");
-        assert_eq!(Target::parse("http://localhost").unwrap().connect, "localhost:80");
+        assert_eq!(
+            Target::parse("http://localhost").unwrap().connect,
+            "localhost:80"
+        );
         assert!(Target::parse("https://example.com").is_err());
     }
 }

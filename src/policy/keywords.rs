@@ -152,7 +152,8 @@ impl Keywords {
             ("help", Keyword::Help, &cfg.help),
         ];
         if cfg.stop.is_empty() {
-            errors.push("stop: at least one keyword is required (carriers require STOP)".to_owned());
+            errors
+                .push("stop: at least one keyword is required (carriers require STOP)".to_owned());
         }
         for (list_name, action, list) in lists {
             for word in list {
@@ -451,7 +452,10 @@ mod tests {
         let mut cfg = KeywordConfig::default().with_spanish();
         cfg.help.push("Alto".into());
         let err = Keywords::new(&cfg).unwrap_err();
-        assert!(err.contains("\"Alto\" is listed under both stop and help"), "{err}");
+        assert!(
+            err.contains("\"Alto\" is listed under both stop and help"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -548,7 +552,8 @@ mod tests {
     fn padding() -> impl Strategy<Value = String> {
         let pad = proptest::sample::select(vec![
             ' ', '\t', '\n', '\r', '\u{A0}', '\u{3000}', '.', '!', '?', ',', '"', '\'', '(', ')',
-            '*', '-', '~', '¡', '¿', '«', '»', '“', '”', '‘', '’', '…', '—', '。', '！', '\u{200B}',
+            '*', '-', '~', '¡', '¿', '«', '»', '“', '”', '‘', '’', '…', '—', '。', '！',
+            '\u{200B}',
         ]);
         proptest::collection::vec(pad, 0..6).prop_map(|v| v.into_iter().collect())
     }

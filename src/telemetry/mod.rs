@@ -22,6 +22,7 @@ pub struct Metrics {
     pub bind_attempts: IntCounterVec,
     pub in_flight: IntGaugeVec,
     pub malformed_pdus: IntCounterVec,
+    pub mo: IntCounterVec,
     pub queue_depth: IntGauge,
     pub store_commit_batch: Histogram,
     pub store_commit_seconds: Histogram,
@@ -124,6 +125,12 @@ impl Metrics {
                 "smsgate_smpp_malformed_pdus_total",
                 "PDUs from a carrier that could not be decoded.",
                 &["carrier"]
+            )),
+            mo: reg!(counter_vec(
+                "smsgate_mo_total",
+                "Inbound deliver_sm (texts, not receipts) by carrier and result \
+                 (stored, partial, duplicate, unknown_line, undecodable, store_error).",
+                &["carrier", "result"]
             )),
             queue_depth: reg!(
                 IntGauge::new("smsgate_queue_depth", "Messages queued or sending.")

@@ -1,0 +1,691 @@
+//! End to end in one process: a carrier simulator and a daemon on loopback `127.0.0.1:0`,
+//! the HTTP load against the daemon, then the wait until every accepted part reached the
+//! carrier and every receipt was recorded. Client, daemon and simulator share one runtime
+//! (and the machine's cores); the summary says so.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle, time::Instant};
+
+use super::{BenchError, HttpOptions, HttpSummary, Stop, Traffic, http, run_http};
+use crate::{
+    app, config,
+    sim::{ReceiptMode, SimConfig, Simulator},
+};
+
+const APP_KEY: &str = "smsgate-bench-key-0001";
+const LINE: &str = "+12125551000";
+/// Polling interval of the simulator's counters (atomics: cheap) while waiting for receipts.
+const POLL: Duration = Duration::from_millis(5);
+/// Polling interval of `/metrics` (each scrape counts the queue in the store).
+const SCRAPE_POLL: Duration = Duration::from_millis(100);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Options of [`run_e2e`].
+#[derive(Debug, Clone)]
+pub struct E2eOptions {
+    pub stop: Stop,
+    pub concurrency: usize,
+    /// Paced request rate; `None` sends back-to-back.
+    pub rate: Option<f64>,
+    /// Carrier window (submit_sm in flight per bind) and number of binds.
+    pub window: usize,
+    pub binds: usize,
+    /// Simulator delay between a submit and its receipt.
+    pub receipt_delay: Duration,
+    /// `store.commit_batch_max`; `None` keeps the daemon's default.
+    pub commit_batch_max: Option<usize>,
+    pub traffic: Traffic,
+    pub progress: bool,
+    /// Where the run's directory (config + store) is made; default the system temp dir.
+    pub dir: Option<PathBuf>,
+    /// Keep the run's directory (config and store) instead of deleting it.
+    pub keep_dir: bool,
+    /// Longest wait, after the load, for the carrier submits and for the receipts.
+    pub settle_timeout: Duration,
+}
+
+impl Default for E2eOptions {
+    fn default() -> Self {
+        Self {
+            stop: Stop::Count(10_000),
+            concurrency: 64,
+            rate: None,
+            window: 256,
+            binds: 1,
+            receipt_delay: Duration::ZERO,
+            commit_batch_max: None,
+            traffic: Traffic::default(),
+            progress: false,
+            dir: None,
+            keep_dir: false,
+            settle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Store group commits during the run (deltas of `smsgate_store_commit_batch_size`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CommitBatches {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Operations folded into them.
+    pub operations: u64,
+    pub mean: f64,
+    /// Mean time per commit (apply + fsync), from `smsgate_store_commit_seconds`.
+    pub mean_commit_ms: f64,
+    /// `(upper bound, commits in this bucket)`, empty buckets left out.
+    pub buckets: Vec<(String, u64)>,
+}
+
+/// CPU time used during the run (load start to last receipt), from `/proc/self/task`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CpuSplit {
+    pub wall_s: f64,
+    /// Process CPU seconds (all threads, exited ones included).
+    pub process_s: f64,
+    /// CPU seconds by thread name, for threads alive at the end.
+    pub threads: BTreeMap<String, f64>,
+}
+
+/// What an end-to-end run saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct E2eSummary {
+    pub http: HttpSummary,
+    pub window: usize,
+    pub binds: usize,
+    #[serde(rename = "receipt_delay_s", serialize_with = "super::report::secs")]
+    pub receipt_delay: Duration,
+    /// Client, daemon and simulator run on one runtime with this many worker threads.
+    pub runtime_workers: usize,
+    /// submit_sm the simulator accepted during the run (resubmits included).
+    pub carrier_submits: u64,
+    /// Of those, repeats of an earlier accepted submit.
+    pub carrier_duplicates: u64,
+    /// From the first request until the simulator had every accepted part.
+    #[serde(rename = "time_to_carrier_s", serialize_with = "super::report::secs")]
+    pub time_to_carrier: Duration,
+    pub submits_per_sec: f64,
+    /// Receipts the daemon counted (`smsgate_receipts_total`, all states).
+    pub receipts_recorded: u64,
+    /// From the first request until every part's receipt was acknowledged (so stored).
+    #[serde(rename = "time_to_receipts_s", serialize_with = "super::report::secs")]
+    pub time_to_receipts: Duration,
+    /// Accepted messages / time to receipts.
+    pub e2e_msgs_per_sec: f64,
+    pub commit_batches: CommitBatches,
+    pub cpu: Option<CpuSplit>,
+    /// The run's directory, when kept.
+    pub dir: Option<PathBuf>,
+}
+
+fn config_text(opts: &E2eOptions, db: &std::path::Path, carrier: SocketAddr) -> String {
+    let batch = opts
+        .commit_batch_max
+        .map(|n| format!("commit_batch_max = {n}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"# Written by smsgate-bench e2e.
+[http]
+listen = "127.0.0.1:0"
+concurrency_limit = 65536
+request_timeout = "60s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[store]
+path = "{db}"
+{batch}
+[[apps]]
+id = "bench"
+api_keys = ["{APP_KEY}"]
+
+[[carriers]]
+id = "sim"
+host = "{host}"
+port = {port}
+system_id = "smsgate"
+password = "secret"
+binds = {binds}
+window = {window}
+response_timeout = "30s"
+reconnect_min = "50ms"
+reconnect_max = "1s"
+
+[[lines]]
+number = "{LINE}"
+app = "bench"
+carrier = "sim"
+"#,
+        db = db.display(),
+        host = carrier.ip(),
+        port = carrier.port(),
+        binds = opts.binds,
+        window = opts.window,
+    )
+}
+
+fn run_dir(opts: &E2eOptions) -> Result<PathBuf, BenchError> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let dir = opts
+        .dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("smsgate-bench-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BenchError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// The daemon and simulator of one run; stopped by [`Stack::stop`] whatever happened.
+struct Stack {
+    sim: Simulator,
+    admin: SocketAddr,
+    http: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    daemon: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Stack {
+    async fn start(opts: &E2eOptions, dir: &std::path::Path) -> Result<Stack, BenchError> {
+        let setup =
+            |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
+        let sim_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| setup("cannot bind the simulator", &e))?;
+        let sim = Simulator::start(
+            sim_listener,
+            SimConfig {
+                receipt: ReceiptMode {
+                    delay: opts.receipt_delay,
+                    ..Default::default()
+                },
+                // The log is for tests that inspect submits; keep it small.
+                submit_log_capacity: 1024,
+                ..Default::default()
+            },
+        )
+        .await;
+        let text = config_text(opts, &dir.join("smsgate.db"), sim.local_addr());
+        let config_path = dir.join("smsgate.toml");
+        if let Err(e) = std::fs::write(&config_path, &text) {
+            sim.shutdown().await;
+            return Err(setup(
+                &format!("cannot write {}", config_path.display()),
+                &e,
+            ));
+        }
+        let cfg = match config::parse(&text) {
+            Ok(c) => c,
+            Err(errors) => {
+                sim.shutdown().await;
+                let msgs: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+                return Err(setup("generated config is invalid", &msgs.join("; ")));
+            }
+        };
+        let bind = async {
+            let http = TcpListener::bind("127.0.0.1:0").await?;
+            let admin = TcpListener::bind("127.0.0.1:0").await?;
+            std::io::Result::Ok((http, admin))
+        };
+        let (http, admin) = match bind.await {
+            Ok(l) => l,
+            Err(e) => {
+                sim.shutdown().await;
+                return Err(setup("cannot bind the daemon's listeners", &e));
+            }
+        };
+        let (http_addr, admin_addr) = (
+            http.local_addr().map_err(|e| setup("http listener", &e))?,
+            admin
+                .local_addr()
+                .map_err(|e| setup("admin listener", &e))?,
+        );
+        let (shutdown, rx) = watch::channel(false);
+        let daemon = tokio::spawn(app::run(cfg, app::Listeners { http, admin }, rx));
+        Ok(Stack {
+            sim,
+            admin: admin_addr,
+            http: http_addr,
+            shutdown,
+            daemon,
+        })
+    }
+
+    async fn wait_ready(&self) -> Result<(), BenchError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.daemon.is_finished() {
+                return Err(BenchError::Daemon("stopped before it was ready".into()));
+            }
+            if let Ok((200, _)) = http::get(self.admin, "/readyz").await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(BenchError::Timeout {
+            what: "/readyz to answer 200".into(),
+            after: READY_TIMEOUT,
+        })
+    }
+
+    async fn metrics(&self) -> Result<Metrics, BenchError> {
+        match http::get(self.admin, "/metrics").await {
+            Ok((200, text)) => Ok(Metrics::parse(&text)),
+            Ok((status, _)) => Err(BenchError::Daemon(format!("/metrics answered {status}"))),
+            Err(e) => Err(BenchError::Daemon(format!("/metrics: {e}"))),
+        }
+    }
+
+    /// Drains the daemon (shutdown watch), then the simulator.
+    async fn stop(self) -> Result<(), BenchError> {
+        let _ = self.shutdown.send(true);
+        let daemon = tokio::time::timeout(DRAIN_TIMEOUT, self.daemon).await;
+        self.sim.shutdown().await;
+        match daemon {
+            Err(_) => Err(BenchError::Timeout {
+                what: "the daemon to drain".into(),
+                after: DRAIN_TIMEOUT,
+            }),
+            Ok(Err(join)) => Err(BenchError::Daemon(join.to_string())),
+            Ok(Ok(Err(e))) => Err(BenchError::Daemon(format!("{e:#}"))),
+            Ok(Ok(Ok(()))) => Ok(()),
+        }
+    }
+}
+
+/// Starts a simulator and a daemon on loopback, loads the daemon, waits for every part to
+/// reach the carrier and every receipt to be stored, drains both and reports.
+pub async fn run_e2e(opts: E2eOptions) -> Result<E2eSummary, BenchError> {
+    if !(1..=1000).contains(&opts.window) || !(1..=64).contains(&opts.binds) {
+        return Err(BenchError::Options(
+            "--window must be 1..=1000 and --binds 1..=64".into(),
+        ));
+    }
+    let dir = run_dir(&opts)?;
+    let result = match Stack::start(&opts, &dir).await {
+        Ok(stack) => {
+            let measured = measure(&opts, &stack).await;
+            let stopped = stack.stop().await;
+            measured.and_then(|s| stopped.map(|()| s))
+        }
+        Err(e) => Err(e),
+    };
+    if opts.keep_dir {
+        eprintln!("smsgate-bench: kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result.map(|mut s| {
+        s.dir = opts.keep_dir.then_some(dir);
+        s
+    })
+}
+
+async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchError> {
+    stack.wait_ready().await?;
+    let before = stack.metrics().await?;
+    let sim_before = stack.sim.stats();
+    let cpu_before = cpu_sample();
+
+    let t0 = Instant::now();
+    let http = run_http(HttpOptions {
+        url: format!("http://{}", stack.http),
+        key: APP_KEY.into(),
+        from: vec![LINE.into()],
+        concurrency: opts.concurrency,
+        rate: opts.rate,
+        stop: opts.stop,
+        traffic: opts.traffic.clone(),
+        progress: opts.progress,
+        ..Default::default()
+    })
+    .await?;
+    let parts = http.accepted_segments;
+
+    // Woken by the simulator on every read, so this returns as soon as the last part lands;
+    // submits answered with an error would be resubmitted, hence the second wait on `ok`.
+    let want = sim_before.submits_ok + parts;
+    let landed = stack
+        .sim
+        .wait_for_submits(
+            usize::try_from(sim_before.submits_total + parts).unwrap_or(usize::MAX),
+            opts.settle_timeout,
+        )
+        .await;
+    if !landed {
+        return Err(BenchError::Timeout {
+            what: format!("{parts} accepted parts at the carrier"),
+            after: opts.settle_timeout,
+        });
+    }
+    wait_until(
+        opts.settle_timeout,
+        "every accepted part at the carrier",
+        || stack.sim.stats().submits_ok >= want,
+    )
+    .await?;
+    let time_to_carrier = t0.elapsed();
+
+    wait_until(opts.settle_timeout, "every receipt acknowledged", || {
+        stack.sim.stats().receipts_acked >= sim_before.receipts_acked + parts
+    })
+    .await?;
+    let time_to_receipts = t0.elapsed();
+    let cpu_after = cpu_sample();
+
+    // The simulator saw the acks; now the daemon must agree: receipts counted, queue empty.
+    let deadline = Instant::now() + opts.settle_timeout;
+    let after = loop {
+        let m = stack.metrics().await?;
+        let receipts = m.sum("smsgate_receipts_total") - before.sum("smsgate_receipts_total");
+        if receipts >= parts as f64 && m.value("smsgate_queue_depth") == Some(0.0) {
+            break m;
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Timeout {
+                what: format!(
+                    "smsgate_queue_depth 0 and {parts} receipts in /metrics (have {receipts})"
+                ),
+                after: opts.settle_timeout,
+            });
+        }
+        tokio::time::sleep(SCRAPE_POLL).await;
+    };
+    let sim_after = stack.sim.stats();
+
+    let e2e_msgs_per_sec = http.accepted as f64 / time_to_receipts.as_secs_f64();
+    Ok(E2eSummary {
+        window: opts.window,
+        binds: opts.binds,
+        receipt_delay: opts.receipt_delay,
+        runtime_workers: tokio::runtime::Handle::current().metrics().num_workers(),
+        carrier_submits: sim_after.submits_ok - sim_before.submits_ok,
+        carrier_duplicates: sim_after.duplicates - sim_before.duplicates,
+        time_to_carrier,
+        submits_per_sec: parts as f64 / time_to_carrier.as_secs_f64(),
+        receipts_recorded: (after.sum("smsgate_receipts_total")
+            - before.sum("smsgate_receipts_total"))
+        .round() as u64,
+        time_to_receipts,
+        e2e_msgs_per_sec,
+        commit_batches: commit_batches(&before, &after),
+        cpu: cpu_split(cpu_before, cpu_after, time_to_receipts),
+        dir: None,
+        http,
+    })
+}
+
+async fn wait_until(
+    timeout: Duration,
+    what: &str,
+    done: impl Fn() -> bool,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return Err(BenchError::Timeout {
+                what: what.into(),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+fn commit_batches(before: &Metrics, after: &Metrics) -> CommitBatches {
+    const NAME: &str = "smsgate_store_commit_batch_size";
+    let delta = |name: &str| after.value(name).unwrap_or(0.0) - before.value(name).unwrap_or(0.0);
+    let commits = delta(&format!("{NAME}_count")).round() as u64;
+    let operations = delta(&format!("{NAME}_sum")).round() as u64;
+    let seconds = delta("smsgate_store_commit_seconds_sum");
+    let mut buckets = Vec::new();
+    let mut below = 0.0;
+    for (le, cumulative) in after.buckets(NAME) {
+        let was = before
+            .buckets(NAME)
+            .into_iter()
+            .find(|(l, _)| *l == le)
+            .map_or(0.0, |(_, v)| v);
+        let c = cumulative - was;
+        let n = (c - below).round() as u64;
+        below = c;
+        if n > 0 {
+            buckets.push((le, n));
+        }
+    }
+    CommitBatches {
+        commits,
+        operations,
+        mean: if commits > 0 {
+            operations as f64 / commits as f64
+        } else {
+            0.0
+        },
+        mean_commit_ms: if commits > 0 {
+            seconds * 1000.0 / commits as f64
+        } else {
+            0.0
+        },
+        buckets,
+    }
+}
+
+/// A Prometheus text exposition, parsed just enough for the few metrics read here.
+#[derive(Debug, Default)]
+struct Metrics {
+    /// `(name, labels, value)` per sample line.
+    samples: Vec<(String, String, f64)>,
+}
+
+impl Metrics {
+    fn parse(text: &str) -> Metrics {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let value: f64 = value.trim().parse().ok()?;
+                let (name, labels) = match series.split_once('{') {
+                    Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                    None => (series, ""),
+                };
+                Some((name.to_owned(), labels.to_owned(), value))
+            })
+            .collect();
+        Metrics { samples }
+    }
+
+    /// The first sample of `name` (for unlabelled metrics).
+    fn value(&self, name: &str) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| *v)
+    }
+
+    /// The sum over every label set of `name`.
+    fn sum(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// `(le, cumulative count)` of histogram `name`, in exposition order.
+    fn buckets(&self, name: &str) -> Vec<(String, f64)> {
+        let bucket = format!("{name}_bucket");
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| *n == bucket)
+            .filter_map(|(_, labels, v)| {
+                let le = labels
+                    .split(',')
+                    .find_map(|kv| kv.trim().strip_prefix("le="))?
+                    .trim_matches('"');
+                Some((le.to_owned(), *v))
+            })
+            .collect()
+    }
+}
+
+/// Per-thread CPU ticks and the process total, from procfs (Linux; `None` elsewhere).
+struct CpuSample {
+    process: u64,
+    /// tid -> (name, ticks)
+    threads: HashMap<u64, (String, u64)>,
+}
+
+/// Linux reports CPU times in clock ticks; USER_HZ is 100 on every mainstream platform.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+fn stat_ticks(stat: &str) -> Option<u64> {
+    // Fields after the parenthesised name: state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn cpu_sample() -> Option<CpuSample> {
+    let process = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let mut threads = HashMap::new();
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let path = entry.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if let Some(ticks) = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| stat_ticks(&s))
+        {
+            threads.insert(tid, (name.trim().to_owned(), ticks));
+        }
+    }
+    Some(CpuSample { process, threads })
+}
+
+fn cpu_split(
+    before: Option<CpuSample>,
+    after: Option<CpuSample>,
+    wall: Duration,
+) -> Option<CpuSplit> {
+    let (before, after) = (before?, after?);
+    let mut threads = BTreeMap::new();
+    for (tid, (name, ticks)) in &after.threads {
+        let was = before.threads.get(tid).map_or(0, |(_, t)| *t);
+        *threads.entry(name.clone()).or_insert(0.0) +=
+            ticks.saturating_sub(was) as f64 / CLOCK_TICKS_PER_SEC;
+    }
+    threads.retain(|_, s| *s > 0.0);
+    Some(CpuSplit {
+        wall_s: wall.as_secs_f64(),
+        process_s: after.process.saturating_sub(before.process) as f64 / CLOCK_TICKS_PER_SEC,
+        threads,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tiny_e2e_run_should_account_for_every_message() {
+        let s = run_e2e(E2eOptions {
+            stop: Stop::Count(200),
+            concurrency: 8,
+            window: 64,
+            traffic: Traffic {
+                length: 100,
+                ucs2_fraction: 0.0,
+                destinations: 50,
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("e2e run succeeds");
+        let h = &s.http;
+        assert_eq!(h.requests, 200);
+        assert_eq!(h.accepted, 200, "{h:?}");
+        assert_eq!(h.accepted + h.not_accepted(), h.requests);
+        assert_eq!(
+            h.accepted_segments, 200,
+            "one part per 100-character GSM-7 body"
+        );
+        assert!(s.carrier_submits >= 200, "{s:?}");
+        assert!(s.receipts_recorded >= 200, "{s:?}");
+        let l = h.latency;
+        assert!(l.p50_ms > 0.0);
+        assert!(l.p50_ms <= l.p90_ms && l.p90_ms <= l.p99_ms, "{l:?}");
+        assert!(l.p99_ms <= l.p999_ms && l.p999_ms <= l.max_ms, "{l:?}");
+        assert!(s.commit_batches.commits > 0 && s.commit_batches.operations >= 200);
+        let bucketed: u64 = s.commit_batches.buckets.iter().map(|(_, n)| n).sum();
+        assert_eq!(bucketed, s.commit_batches.commits);
+        assert_eq!(s.runtime_workers, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_key_run_should_count_every_request_as_unauthorized() {
+        // The e2e stack with a load that is refused: every request still lands in one count.
+        let dir = run_dir(&E2eOptions::default()).unwrap();
+        let opts = E2eOptions::default();
+        let stack = Stack::start(&opts, &dir).await.unwrap();
+        stack.wait_ready().await.unwrap();
+        let s = run_http(HttpOptions {
+            url: format!("http://{}", stack.http),
+            key: "not-a-key-of-this-gateway".into(),
+            from: vec![LINE.into()],
+            concurrency: 4,
+            stop: Stop::Count(50),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        stack.stop().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(s.requests, 50);
+        assert_eq!(s.accepted, 0);
+        assert_eq!(s.rejected.get("unauthorized"), Some(&50), "{s:?}");
+        assert_eq!(s.latency.max_ms, 0.0, "only 202s are timed");
+    }
+
+    #[test]
+    fn metrics_parse_should_read_histogram_deltas() {
+        let before = Metrics::parse(
+            "# HELP x\nsmsgate_store_commit_batch_size_bucket{le=\"1\"} 1\n\
+             smsgate_store_commit_batch_size_bucket{le=\"2\"} 1\n\
+             smsgate_store_commit_batch_size_bucket{le=\"+Inf\"} 1\n\
+             smsgate_store_commit_batch_size_sum 1\nsmsgate_store_commit_batch_size_count 1\n",
+        );
+        let after = Metrics::parse(
+            "smsgate_store_commit_batch_size_bucket{le=\"1\"} 2\n\
+             smsgate_store_commit_batch_size_bucket{le=\"2\"} 4\n\
+             smsgate_store_commit_batch_size_bucket{le=\"+Inf\"} 5\n\
+             smsgate_store_commit_batch_size_sum 12\nsmsgate_store_commit_batch_size_count 5\n\
+             smsgate_receipts_total{carrier=\"sim\",state=\"delivered\"} 3\n\
+             smsgate_receipts_total{carrier=\"sim\",state=\"expired\"} 1\n",
+        );
+        let c = commit_batches(&before, &after);
+        assert_eq!((c.commits, c.operations), (4, 11));
+        assert_eq!(
+            c.buckets,
+            vec![("1".into(), 1), ("2".into(), 2), ("+Inf".into(), 1)]
+        );
+        assert_eq!(after.sum("smsgate_receipts_total"), 4.0);
+    }
+}

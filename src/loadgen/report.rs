@@ -1,0 +1,182 @@
+//! Summaries as an aligned text table (stdout) or JSON (`--json`: the summary types'
+//! `Serialize` form, durations in seconds).
+
+use std::{collections::BTreeMap, fmt::Write, time::Duration};
+
+use super::{E2eSummary, HttpSummary};
+
+/// Serializes a duration as fractional seconds.
+pub(crate) fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Label column width.
+const W: usize = 26;
+
+fn row(out: &mut String, label: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "  {label:<W$}{value}");
+}
+
+/// `total (code n, code n)` or `0`.
+fn by_code(map: &BTreeMap<String, u64>) -> String {
+    let total: u64 = map.values().sum();
+    if total == 0 {
+        return "0".into();
+    }
+    let mut parts: Vec<(&String, &u64)> = map.iter().collect();
+    parts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let detail: Vec<String> = parts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("{total}  ({})", detail.join(", "))
+}
+
+fn http_rows(out: &mut String, s: &HttpSummary) {
+    let pacing = match s.target_rate {
+        Some(r) => format!("paced at {r:.0}/s"),
+        None => "back-to-back".into(),
+    };
+    row(
+        out,
+        "connections",
+        format!("{} keep-alive HTTP/1.1, {pacing}", s.concurrency),
+    );
+    row(
+        out,
+        "duration",
+        format!("{:.2} s", s.duration.as_secs_f64()),
+    );
+    row(out, "requests", s.requests);
+    row(
+        out,
+        "accepted (202)",
+        format!("{}  ({} parts)", s.accepted, s.accepted_segments),
+    );
+    row(out, "accepted/s", format!("{:.0}", s.accepted_per_sec));
+    row(out, "rejected (4xx)", by_code(&s.rejected));
+    row(out, "server errors (5xx)", by_code(&s.server_errors));
+    row(out, "transport errors", by_code(&s.transport_errors));
+    let l = &s.latency;
+    row(
+        out,
+        "accept latency ms",
+        format!(
+            "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (mean {:.2})",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms
+        ),
+    );
+}
+
+/// The `http` mode's summary as an aligned table.
+pub fn http_table(s: &HttpSummary) -> String {
+    let mut out = String::from("smsgate-bench http\n");
+    http_rows(&mut out, s);
+    out
+}
+
+/// The `e2e` mode's summary as an aligned table.
+pub fn e2e_table(s: &E2eSummary) -> String {
+    let mut out = String::from("smsgate-bench e2e (in-process simulator + daemon on loopback)\n");
+    row(
+        &mut out,
+        "runtime",
+        format!(
+            "one tokio runtime, {} workers, shared by client, daemon and simulator",
+            s.runtime_workers
+        ),
+    );
+    row(
+        &mut out,
+        "carrier",
+        format!(
+            "{} bind(s) x window {}, receipt delay {:?}",
+            s.binds, s.window, s.receipt_delay
+        ),
+    );
+    let _ = writeln!(out, "HTTP accept");
+    http_rows(&mut out, &s.http);
+    let _ = writeln!(out, "To the carrier");
+    row(
+        &mut out,
+        "submit_sm accepted",
+        format!(
+            "{}  (duplicates {})",
+            s.carrier_submits, s.carrier_duplicates
+        ),
+    );
+    row(
+        &mut out,
+        "time to carrier",
+        format!("{:.2} s", s.time_to_carrier.as_secs_f64()),
+    );
+    row(&mut out, "submit_sm/s", format!("{:.0}", s.submits_per_sec));
+    let _ = writeln!(out, "End to end (receipts stored)");
+    row(&mut out, "receipts recorded", s.receipts_recorded);
+    row(
+        &mut out,
+        "time to receipts",
+        format!("{:.2} s", s.time_to_receipts.as_secs_f64()),
+    );
+    row(
+        &mut out,
+        "end-to-end msgs/s",
+        format!("{:.0}", s.e2e_msgs_per_sec),
+    );
+    let _ = writeln!(out, "Store group commit");
+    let c = &s.commit_batches;
+    row(
+        &mut out,
+        "commits",
+        format!(
+            "{}  ({} operations, mean batch {:.1}, mean commit {:.2} ms)",
+            c.commits, c.operations, c.mean, c.mean_commit_ms
+        ),
+    );
+    let buckets: Vec<String> = c
+        .buckets
+        .iter()
+        .map(|(le, n)| format!("<={le}: {n}"))
+        .collect();
+    row(&mut out, "batch sizes", buckets.join("  "));
+    if let Some(cpu) = &s.cpu {
+        let _ = writeln!(out, "CPU (load start to last receipt)");
+        row(
+            &mut out,
+            "process",
+            format!(
+                "{:.1} s over {:.1} s wall = {:.2} cores",
+                cpu.process_s,
+                cpu.wall_s,
+                cpu.process_s / cpu.wall_s.max(1e-9)
+            ),
+        );
+        let mut threads: Vec<(&String, &f64)> = cpu.threads.iter().collect();
+        threads.sort_by(|a, b| b.1.total_cmp(a.1));
+        for (name, secs) in threads {
+            row(&mut out, &format!("thread {name}"), format!("{secs:.1} s"));
+        }
+    }
+    if let Some(dir) = &s.dir {
+        row(&mut out, "kept", dir.display());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_table_should_list_rejections_by_code_largest_first() {
+        let mut s = HttpSummary {
+            requests: 10,
+            accepted: 7,
+            ..Default::default()
+        };
+        s.rejected.insert("invalid_number".into(), 1);
+        s.rejected.insert("opted_out".into(), 2);
+        let t = http_table(&s);
+        assert!(t.contains("3  (opted_out 2, invalid_number 1)"), "{t}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["rejected"]["opted_out"], 2);
+        assert_eq!(json["duration_s"], 0.0);
+    }
+}

@@ -1,0 +1,148 @@
+//! Inbound texts from the simulator: keywords, opt-out enforcement, after hours, reassembly.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use smsgate::sim::{MoMessage, SimConfig, SimError, Simulator};
+use tokio::net::TcpListener;
+
+const PATIENT: &str = "+19175551234";
+
+async fn setup(extra_config: &str) -> (tempfile::TempDir, Simulator, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Simulator::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), SimConfig::default()).await;
+    let text = format!(
+        "{}\n{extra_config}",
+        config_text(&dir.path().join("t.db"), s.local_addr().port(), "")
+    );
+    let d = Daemon::start(&text).await;
+    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    assert!(s.wait_for_receivers(1, Duration::from_secs(10)).await);
+    (dir, s, d)
+}
+
+/// Waits until the simulator got `n` submits to `dest` and returns their texts.
+async fn texts_to(s: &Simulator, dest: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: Vec<String> = s
+            .submits()
+            .into_iter()
+            .filter(|x| x.destination_addr == dest.trim_start_matches('+'))
+            .map(|x| x.text())
+            .collect();
+        if got.len() >= n || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn stop_confirms_blocks_sends_and_start_reverses_it() {
+    let (_dir, s, d) = setup("").await;
+    let c = reqwest::Client::new();
+    s.inject_mo(MoMessage::text(PATIENT, CLINIC_LINE, " Stop. ")).await.unwrap();
+    let got = texts_to(&s, PATIENT, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("You have successfully been unsubscribed"), "{got:?}");
+
+    let (status, b) = send(&c, &d, CLINIC_KEY, json!({"from": CLINIC_LINE, "to": PATIENT, "body": "Reminder"})).await;
+    assert_eq!(status, 409, "{b}");
+    assert_eq!(b["error"]["code"], "opted_out");
+    let r = c.get(d.url(&format!("/v1/lines/{CLINIC_LINE}/opt-outs/{PATIENT}"))).bearer_auth(CLINIC_KEY).send().await.unwrap();
+    let o: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(o["source"], "keyword");
+    // The other app's line is not affected.
+    let (status, _) = send(&c, &d, DENTAL_KEY, json!({"from": DENTAL_LINE, "to": PATIENT, "body": "Hi"})).await;
+    assert_eq!(status, 202);
+
+    // A non-keyword text from an opted-out number gets no reply ("please don't stop" is no keyword).
+    s.inject_mo(MoMessage::text(PATIENT, CLINIC_LINE, "please don't stop")).await.unwrap();
+    s.inject_mo(MoMessage::text(PATIENT, CLINIC_LINE, "START")).await.unwrap();
+    let got = texts_to(&s, PATIENT, 3).await;
+    assert!(got.iter().any(|t| t.starts_with("You have successfully been re-subscribed")), "{got:?}");
+    let (status, b) = send(&c, &d, CLINIC_KEY, json!({"from": CLINIC_LINE, "to": PATIENT, "body": "Reminder"})).await;
+    assert_eq!(status, 202, "{b}");
+    let got = texts_to(&s, PATIENT, 4).await;
+    assert_eq!(got.len(), 4, "confirmation, dental hi, start reply, reminder: {got:?}");
+
+    s.inject_mo(MoMessage::text(PATIENT, CLINIC_LINE, "help")).await.unwrap();
+    let got = texts_to(&s, PATIENT, 5).await;
+    assert!(got.iter().any(|t| t.contains("Reply STOP to unsubscribe")), "{got:?}");
+    d.stop().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_opt_out_api_and_import_change_the_list() {
+    let (_dir, s, d) = setup("").await;
+    let c = reqwest::Client::new();
+    let url = d.url(&format!("/v1/lines/{CLINIC_LINE}/opt-outs/9175551234"));
+    let r = c.put(&url).bearer_auth(CLINIC_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _) = send(&c, &d, CLINIC_KEY, json!({"from": CLINIC_LINE, "to": PATIENT, "body": "x"})).await;
+    assert_eq!(status, 409);
+    let r = c.delete(&url).bearer_auth(CLINIC_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(&url).bearer_auth(CLINIC_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.put(&url).bearer_auth(DENTAL_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 403, "another app's line");
+
+    let csv = "number,opted_out\n9175552001\n+19175552002,true\nnot-a-number\n{\"number\": \"9175552003\"}\n";
+    let r = c.post(d.url(&format!("/v1/lines/{CLINIC_LINE}/opt-outs:import"))).bearer_auth(CLINIC_KEY).body(csv).send().await.unwrap();
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["changed"], 3, "{b}");
+    assert_eq!(b["errors"][0]["line"], 4, "{b}");
+    let r = c.get(d.url(&format!("/v1/lines/{CLINIC_LINE}/opt-outs?limit=2"))).bearer_auth(CLINIC_KEY).send().await.unwrap();
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["opt_outs"].as_array().unwrap().len(), 2);
+    assert_eq!(b["next_after"], "+19175552002");
+    d.stop().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_hours_texts_get_one_reply_per_window_and_staff_is_told() {
+    // No weekly hours: closed all the time.
+    let hours = format!(
+        r#"
+[lines.hours]
+timezone = "America/New_York"
+weekly = {{}}
+after_hours_reply = "We are closed. / Estamos cerrados."
+staff_notify = "+13125559876"
+"#
+    );
+    // The hours table must follow the last [[lines]] entry (the dental line).
+    let (_dir, s, d) = setup(&hours).await;
+    s.inject_mo(MoMessage::text(PATIENT, DENTAL_LINE, "Can I move my appointment?")).await.unwrap();
+    s.inject_mo(MoMessage::text(PATIENT, DENTAL_LINE, "Hello?")).await.unwrap();
+    let replies = texts_to(&s, PATIENT, 1).await;
+    let staff = texts_to(&s, "+13125559876", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replies_after = texts_to(&s, PATIENT, 1).await;
+    assert_eq!(replies, vec!["We are closed. / Estamos cerrados.".to_owned()]);
+    assert_eq!(replies_after.len(), 1, "one reply per window: {replies_after:?}");
+    assert_eq!(staff.len(), 2, "{staff:?}");
+    assert!(staff[0].contains("1234") && !staff[0].contains("appointment"), "{staff:?}");
+    d.stop().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_text_to_a_number_that_is_not_a_line_is_refused() {
+    let (_dir, s, d) = setup("").await;
+    match s.inject_mo(MoMessage::text(PATIENT, "+13125550000", "hi")).await {
+        Err(SimError::Refused { command_status }) => assert_eq!(command_status, 0x0B),
+        other => panic!("expected ESME_RINVDSTADR, got {other:?}"),
+    }
+    let m = d.metrics().await;
+    assert!(m.contains(r#"smsgate_mo_total{carrier="sim",result="unknown_line"} 1"#), "{m}");
+    d.stop().await;
+    s.shutdown().await;
+}
