@@ -109,17 +109,15 @@ async fn the_opt_out_api_and_import_change_the_list() {
 #[tokio::test]
 async fn after_hours_texts_get_one_reply_per_window_and_staff_is_told() {
     // No weekly hours: closed all the time.
-    let hours = format!(
-        r#"
+    let hours = r#"
 [lines.hours]
 timezone = "America/New_York"
-weekly = {{}}
+weekly = {}
 after_hours_reply = "We are closed. / Estamos cerrados."
 staff_notify = "+13125559876"
-"#
-    );
+"#;
     // The hours table must follow the last [[lines]] entry (the dental line).
-    let (_dir, s, d) = setup(&hours).await;
+    let (_dir, s, d) = setup(hours).await;
     s.inject_mo(MoMessage::text(PATIENT, DENTAL_LINE, "Can I move my appointment?")).await.unwrap();
     s.inject_mo(MoMessage::text(PATIENT, DENTAL_LINE, "Hello?")).await.unwrap();
     let replies = texts_to(&s, PATIENT, 1).await;

@@ -78,7 +78,7 @@ fn decode_part(
     carrier: &str,
     pdu: &DeliverSm,
     alphabet: MoAlphabet,
-) -> Result<(PhoneNumber, PhoneNumber, Option<(u16, u8, u8)>, String, String), u32> {
+) -> Result<InboundPart, u32> {
     let from = address(pdu.source_addr.as_str()).ok_or(STATUS_BAD_SOURCE)?;
     let line = address(pdu.destination_addr.as_str()).ok_or(STATUS_UNKNOWN_LINE)?;
     let mut payload = None;
@@ -127,7 +127,15 @@ fn decode_part(
     } else {
         decoded.text
     };
-    Ok((line, from, concat, text, key))
+    Ok(InboundPart {
+        carrier: carrier.to_owned(),
+        line,
+        from,
+        concat,
+        text,
+        dedup_key: key,
+        received_at: now_millis(),
+    })
 }
 
 impl InboundHandler for Inbound {
@@ -187,28 +195,19 @@ async fn inbound_text(
     planner: InboundPlanner,
     metrics: Arc<Metrics>,
 ) -> u32 {
-    let (line, from, concat, text, dedup_key) = match decode_part(&carrier, &pdu, alphabet) {
+    let part = match decode_part(&carrier, &pdu, alphabet) {
         Ok(p) => p,
         Err(status) => {
             metrics.mo.with_label_values(&[&carrier, "undecodable"]).inc();
             return status;
         }
     };
-    if !config.lines.contains_key(&line) {
-        tracing::warn!(carrier = %carrier, line = %line, "inbound text for a number that is not a line; refused");
+    if !config.lines.contains_key(&part.line) {
+        tracing::warn!(carrier = %carrier, line = %part.line, "inbound text for a number that is not a line; refused");
         metrics.mo.with_label_values(&[&carrier, "unknown_line"]).inc();
         return STATUS_UNKNOWN_LINE;
     }
-    tracing::debug!(carrier = %carrier, line = %line, from = %from, body = %text, "inbound part");
-    let part = InboundPart {
-        carrier: carrier.to_string(),
-        line,
-        from,
-        concat,
-        text,
-        dedup_key,
-        received_at: now_millis(),
-    };
+    tracing::debug!(carrier = %carrier, line = %part.line, from = %part.from, body = %part.text, "inbound part");
     match store.record_inbound(part, planner).await {
         Ok(outcome) => {
             let result = match outcome {

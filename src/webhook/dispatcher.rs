@@ -655,7 +655,8 @@ fn decide(
     let deadline = created_at.saturating_add(max_age);
     if now >= deadline {
         let error = format!(
-            "gave up after {attempt} attempts over {}: {error}",
+            "gave up after {attempt} attempt{} over {}: {error}",
+            if attempt == 1 { "" } else { "s" },
             humantime::format_duration(Duration::from_secs(
                 (now - created_at).max(0) as u64 / 1000
             ))
