@@ -136,7 +136,13 @@ async fn submit_inner(
         )));
     }
     let plan = plan(state, &req.body)?;
-    if state.inner.store.opt_out(from.clone(), to.clone()).await?.is_some() {
+    if state
+        .inner
+        .store
+        .opt_out(from.clone(), to.clone())
+        .await?
+        .is_some()
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "opted_out",

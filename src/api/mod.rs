@@ -1,6 +1,7 @@
 //! The app-facing HTTP API (axum) and the admin listener. [`router`] and [`admin_router`]
 //! take their state so tests drive them without a socket.
 
+mod conversations;
 mod error;
 mod messages;
 mod optouts;
@@ -128,7 +129,19 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/lines/{line}/opt-outs", get(optouts::list))
-        .route("/v1/lines/{line}/opt-outs:import", axum::routing::post(optouts::import))
+        .route("/v1/lines/{line}/conversations", get(conversations::list))
+        .route(
+            "/v1/lines/{line}/conversations/{number}/messages",
+            get(conversations::messages),
+        )
+        .route(
+            "/v1/lines/{line}/conversations/{number}/read",
+            axum::routing::post(conversations::read),
+        )
+        .route(
+            "/v1/lines/{line}/opt-outs:import",
+            axum::routing::post(optouts::import),
+        )
         .route(
             "/v1/lines/{line}/opt-outs/{number}",
             get(optouts::get).put(optouts::put).delete(optouts::delete),

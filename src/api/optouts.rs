@@ -26,7 +26,11 @@ const MAX_PAGE: usize = 1000;
 pub(super) fn own_line(state: &ApiState, app: &App, raw: &str) -> Result<Arc<Line>, ApiError> {
     let number = super::messages::number("line", raw)?;
     let line = state.inner.config.lines.get(&number).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_line", "no such line on this gateway")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_line",
+            "no such line on this gateway",
+        )
     })?;
     if line.app != app.id {
         return Err(ApiError::new(
@@ -78,7 +82,8 @@ pub async fn list(
             "next_after": next.flatten(),
         })))
     };
-    run.await.map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+    run.await
+        .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
 
 pub async fn get(
@@ -90,15 +95,29 @@ pub async fn get(
         let app = state.authenticate(&headers)?;
         let line = own_line(&state, &app, &line)?;
         let number = super::messages::number("number", &number)?;
-        match state.inner.store.opt_out(line.number.clone(), number.clone()).await? {
+        match state
+            .inner
+            .store
+            .opt_out(line.number.clone(), number.clone())
+            .await?
+        {
             Some(o) => Ok::<_, ApiError>(Json(view(&o))),
-            None => Err(ApiError::not_found("this number has not opted out of this line")),
+            None => Err(ApiError::not_found(
+                "this number has not opted out of this line",
+            )),
         }
     };
-    run.await.map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+    run.await
+        .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
 
-async fn change(state: &ApiState, headers: &HeaderMap, line: &str, number: &str, opted_out: bool) -> Result<Response, ApiError> {
+async fn change(
+    state: &ApiState,
+    headers: &HeaderMap,
+    line: &str,
+    number: &str,
+    opted_out: bool,
+) -> Result<Response, ApiError> {
     let app = state.authenticate(headers)?;
     let line = own_line(state, &app, line)?;
     let number = super::messages::number("number", number)?;
@@ -183,8 +202,14 @@ pub async fn import(
                 let mut cols = row.split(',').map(str::trim);
                 let number = cols.next().unwrap_or_default().to_owned();
                 match cols.next() {
-                    None | Some("") | Some("true") | Some("1") | Some("yes") => Ok(ImportRow { number, opted_out: true }),
-                    Some("false") | Some("0") | Some("no") => Ok(ImportRow { number, opted_out: false }),
+                    None | Some("") | Some("true") | Some("1") | Some("yes") => Ok(ImportRow {
+                        number,
+                        opted_out: true,
+                    }),
+                    Some("false") | Some("0") | Some("no") => Ok(ImportRow {
+                        number,
+                        opted_out: false,
+                    }),
                     Some(other) => Err(format!("opted_out {other:?} is not true/false")),
                 }
             };
@@ -219,5 +244,6 @@ pub async fn import(
             "errors": errors,
         })))
     };
-    run.await.map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+    run.await
+        .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }

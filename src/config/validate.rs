@@ -288,7 +288,11 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         }
     }
 
-    let keyword_cfg = raw.opt_out.as_ref().map(|k| k.get_ref().clone()).unwrap_or_default();
+    let keyword_cfg = raw
+        .opt_out
+        .as_ref()
+        .map(|k| k.get_ref().clone())
+        .unwrap_or_default();
     let keywords = match crate::policy::Keywords::new(&keyword_cfg) {
         Ok(k) => k,
         Err(problem) => {

@@ -74,11 +74,7 @@ fn address(raw: &str) -> Option<PhoneNumber> {
 }
 
 /// Decodes a deliver_sm carrying (part of) an inbound text.
-fn decode_part(
-    carrier: &str,
-    pdu: &DeliverSm,
-    alphabet: MoAlphabet,
-) -> Result<InboundPart, u32> {
+fn decode_part(carrier: &str, pdu: &DeliverSm, alphabet: MoAlphabet) -> Result<InboundPart, u32> {
     let from = address(pdu.source_addr.as_str()).ok_or(STATUS_BAD_SOURCE)?;
     let line = address(pdu.destination_addr.as_str()).ok_or(STATUS_UNKNOWN_LINE)?;
     let mut payload = None;
@@ -144,7 +140,9 @@ impl InboundHandler for Inbound {
         let metrics = self.metrics.clone();
         let carrier_cfg = self.carriers.get(&*carrier);
         let format = carrier_cfg.map(|c| c.dlr_id_format).unwrap_or_default();
-        let alphabet = carrier_cfg.map(|c| c.mo_default_alphabet).unwrap_or_default();
+        let alphabet = carrier_cfg
+            .map(|c| c.mo_default_alphabet)
+            .unwrap_or_default();
         let config = self.config.clone();
         let planner = self.planner.clone();
         async move {
@@ -198,13 +196,19 @@ async fn inbound_text(
     let part = match decode_part(&carrier, &pdu, alphabet) {
         Ok(p) => p,
         Err(status) => {
-            metrics.mo.with_label_values(&[&carrier, "undecodable"]).inc();
+            metrics
+                .mo
+                .with_label_values(&[&carrier, "undecodable"])
+                .inc();
             return status;
         }
     };
     if !config.lines.contains_key(&part.line) {
         tracing::warn!(carrier = %carrier, line = %part.line, "inbound text for a number that is not a line; refused");
-        metrics.mo.with_label_values(&[&carrier, "unknown_line"]).inc();
+        metrics
+            .mo
+            .with_label_values(&[&carrier, "unknown_line"])
+            .inc();
         return STATUS_UNKNOWN_LINE;
     }
     tracing::debug!(carrier = %carrier, line = %part.line, from = %part.from, body = %part.text, "inbound part");
@@ -220,7 +224,10 @@ async fn inbound_text(
         }
         Err(e) => {
             tracing::error!(carrier = %carrier, error = %e, "cannot store an inbound text; asking the carrier to retry");
-            metrics.mo.with_label_values(&[&carrier, "store_error"]).inc();
+            metrics
+                .mo
+                .with_label_values(&[&carrier, "store_error"])
+                .inc();
             STATUS_RETRY_LATER
         }
     }
@@ -233,7 +240,10 @@ pub async fn run_reassembly_sweeper(
     timeout: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let every = (timeout / 4).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(10));
+    let every = (timeout / 4).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(10),
+    );
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -242,7 +252,10 @@ pub async fn run_reassembly_sweeper(
         let before = now_millis() - timeout.as_millis() as i64;
         match store.expire_partials(before, planner.clone()).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(texts = n, "delivered incomplete inbound texts after the reassembly timeout"),
+            Ok(n) => tracing::info!(
+                texts = n,
+                "delivered incomplete inbound texts after the reassembly timeout"
+            ),
             Err(e) => tracing::warn!(error = %e, "cannot sweep partial inbound texts"),
         }
     }

@@ -34,7 +34,8 @@ impl Planner {
             emit: true,
             ..Default::default()
         };
-        let now = jiff::Timestamp::from_millisecond(text.received_at).unwrap_or_else(|_| jiff::Timestamp::now());
+        let now = jiff::Timestamp::from_millisecond(text.received_at)
+            .unwrap_or_else(|_| jiff::Timestamp::now());
         let keywords = &self.config.keywords;
         // A text missing parts is never taken as a keyword: "STOP" may be the start of more.
         let keyword = if text.incomplete {
@@ -58,7 +59,8 @@ impl Planner {
                         source: "keyword".into(),
                     });
                     // The one message an opted-out number still gets.
-                    fx.replies.push(self.reply(line, &text.from, reply, true, text.received_at));
+                    fx.replies
+                        .push(self.reply(line, &text.from, reply, true, text.received_at));
                 }
                 Keyword::Start => {
                     fx.opt_out = Some(OptOutChange {
@@ -67,10 +69,12 @@ impl Planner {
                         opted_out: false,
                         source: "keyword".into(),
                     });
-                    fx.replies.push(self.reply(line, &text.from, reply, false, text.received_at));
+                    fx.replies
+                        .push(self.reply(line, &text.from, reply, false, text.received_at));
                 }
                 Keyword::Help => {
-                    fx.replies.push(self.reply(line, &text.from, reply, false, text.received_at));
+                    fx.replies
+                        .push(self.reply(line, &text.from, reply, false, text.received_at));
                 }
             }
         }
@@ -113,7 +117,14 @@ impl Planner {
         v
     }
 
-    fn reply(&self, line: &Line, to: &PhoneNumber, body: String, exempt: bool, at: i64) -> NewMessage {
+    fn reply(
+        &self,
+        line: &Line,
+        to: &PhoneNumber,
+        body: String,
+        exempt: bool,
+        at: i64,
+    ) -> NewMessage {
         let plan = segment::plan(&body, &segment::Options::default()).ok();
         NewMessage {
             id: MessageId::generate(),

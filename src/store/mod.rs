@@ -268,9 +268,14 @@ pub struct NewEvent {
 pub enum EventOutcome {
     Delivered,
     /// Try again at `next_attempt_at`.
-    Retry { next_attempt_at: Millis, error: String },
+    Retry {
+        next_attempt_at: Millis,
+        error: String,
+    },
     /// Give up: kept as a dead letter, listed and replayable.
-    Dead { error: String },
+    Dead {
+        error: String,
+    },
 }
 
 /// One deliver_sm carrying (part of) an inbound text, decoded.
@@ -341,7 +346,10 @@ pub enum InboundOutcome {
     /// A part of a longer text, kept until the rest arrives.
     Partial,
     /// The whole text is stored (with its effects).
-    Stored { id: MessageId, replies: Vec<MessageId> },
+    Stored {
+        id: MessageId,
+        replies: Vec<MessageId>,
+    },
 }
 
 /// An opt-out list entry.
@@ -351,6 +359,43 @@ pub struct OptOut {
     pub number: PhoneNumber,
     pub source: String,
     pub created_at: Millis,
+}
+
+/// One conversation (line + number) in a line's inbox.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub number: PhoneNumber,
+    pub last_at: Millis,
+    pub last_direction: Direction,
+    pub last_body: String,
+    pub unread: u32,
+    pub opted_out: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// One text in a conversation, either way.
+#[derive(Debug, Clone)]
+pub struct ConversationMessage {
+    pub id: MessageId,
+    pub direction: Direction,
+    pub body: String,
+    /// Outbound: the message state; inbound: `read` or `unread`.
+    pub status: String,
+    pub at: Millis,
 }
 
 /// The durable store behind the pipeline.
@@ -411,8 +456,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Whether `number` has opted out of `line`.
-    fn opt_out(&self, line: PhoneNumber, number: PhoneNumber)
-    -> BoxFuture<'_, StoreResult<Option<OptOut>>>;
+    fn opt_out(
+        &self,
+        line: PhoneNumber,
+        number: PhoneNumber,
+    ) -> BoxFuture<'_, StoreResult<Option<OptOut>>>;
 
     /// A line's opt-outs, ordered by number, after `after`.
     fn opt_outs(
@@ -421,6 +469,27 @@ pub trait Store: Send + Sync + 'static {
         after: String,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<OptOut>>>;
+
+    /// A line's conversations, most recent first, older than `before` (ms; i64::MAX for the
+    /// first page).
+    fn conversations(
+        &self,
+        line: PhoneNumber,
+        before: Millis,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<Conversation>>>;
+
+    /// The texts of one conversation in time order, after `after` (ms; -1 for the start).
+    fn conversation_messages(
+        &self,
+        line: PhoneNumber,
+        number: PhoneNumber,
+        after: Millis,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<ConversationMessage>>>;
+
+    /// Marks every inbound text of a conversation read; returns how many changed.
+    fn mark_read(&self, line: PhoneNumber, number: PhoneNumber) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Adds an event to the outbox (durably, like every write).
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>>;

@@ -121,8 +121,12 @@ fn store_text(
     }
     if let Some((m, window)) = &fx.after_hours_reply {
         let last: Option<i64> = c
-            .prepare_cached("SELECT last_at FROM after_hours_replies WHERE line = ?1 AND number = ?2")?
-            .query_row(params![text.line.as_str(), text.from.as_str()], |r| r.get(0))
+            .prepare_cached(
+                "SELECT last_at FROM after_hours_replies WHERE line = ?1 AND number = ?2",
+            )?
+            .query_row(params![text.line.as_str(), text.from.as_str()], |r| {
+                r.get(0)
+            })
             .optional()?;
         if last.is_none_or(|at| text.received_at - at >= window.as_millis() as i64) {
             insert(c, m, None)?;
@@ -192,7 +196,9 @@ pub(super) fn expire_partials(
                 "SELECT text, received_at FROM mo_partials WHERE carrier = ?1 AND line = ?2 \
                  AND from_number = ?3 AND ref = ?4 ORDER BY seq",
             )?
-            .query_map(params![carrier, line, from, reference], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![carrier, line, from, reference], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         c.prepare_cached(
             "DELETE FROM mo_partials WHERE carrier = ?1 AND line = ?2 AND from_number = ?3 AND ref = ?4",
@@ -214,11 +220,12 @@ pub(super) fn expire_partials(
 }
 
 fn is_opted_out(c: &Connection, line: &PhoneNumber, number: &PhoneNumber) -> StoreResult<bool> {
-    Ok(c
-        .prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?
-        .query_row(params![line.as_str(), number.as_str()], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(
+        c.prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?
+            .query_row(params![line.as_str(), number.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
 }
 
 /// Applies an opt-out change; returns how many lines actually changed. Each change emits
@@ -269,8 +276,10 @@ pub(super) fn read_opt_out(
     line: &PhoneNumber,
     number: &PhoneNumber,
 ) -> StoreResult<Option<OptOut>> {
-    Ok(c
-        .prepare_cached("SELECT source, created_at FROM opt_outs WHERE line = ?1 AND number = ?2")?
+    Ok(
+        c.prepare_cached(
+            "SELECT source, created_at FROM opt_outs WHERE line = ?1 AND number = ?2",
+        )?
         .query_row(params![line.as_str(), number.as_str()], |r| {
             Ok(OptOut {
                 line: line.clone(),
@@ -279,7 +288,8 @@ pub(super) fn read_opt_out(
                 created_at: r.get(1)?,
             })
         })
-        .optional()?)
+        .optional()?,
+    )
 }
 
 pub(super) fn list_opt_outs(
@@ -288,17 +298,93 @@ pub(super) fn list_opt_outs(
     after: &str,
     limit: usize,
 ) -> StoreResult<Vec<OptOut>> {
+    Ok(c.prepare_cached(
+        "SELECT number, source, created_at FROM opt_outs WHERE line = ?1 AND number > ?2 \
+             ORDER BY number LIMIT ?3",
+    )?
+    .query_map(params![line.as_str(), after, limit as i64], |r| {
+        Ok(OptOut {
+            line: line.clone(),
+            number: PhoneNumber::from_store(r.get(0)?),
+            source: r.get(1)?,
+            created_at: r.get(2)?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+pub(super) fn conversations(
+    c: &Connection,
+    line: &PhoneNumber,
+    before: Millis,
+    limit: usize,
+) -> StoreResult<Vec<Conversation>> {
+    // Staff notifications leave from the line too, but they are not a conversation.
+    let heads: Vec<(String, Millis)> = c
+        .prepare_cached(
+            "SELECT number, max(last_at) AS last FROM ( \
+               SELECT to_number AS number, max(created_at) AS last_at FROM messages \
+                 WHERE line = ?1 AND kind != 'notify' GROUP BY to_number \
+               UNION ALL \
+               SELECT from_number, max(received_at) FROM inbound WHERE line = ?1 GROUP BY from_number) \
+             GROUP BY number HAVING last < ?2 ORDER BY last DESC, number LIMIT ?3",
+        )?
+        .query_map(params![line.as_str(), before, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(heads.len());
+    for (number, last_at) in heads {
+        let number = PhoneNumber::from_store(number);
+        let last = conversation_page(c, line, &number, last_at - 1, 1)?;
+        let unread: u32 = c
+            .prepare_cached(
+                "SELECT count(*) FROM inbound WHERE line = ?1 AND from_number = ?2 AND read_at IS NULL",
+            )?
+            .query_row(params![line.as_str(), number.as_str()], |r| r.get(0))?;
+        let (last_direction, last_body) = last
+            .into_iter()
+            .next()
+            .map_or((Direction::Outbound, String::new()), |m| {
+                (m.direction, m.body)
+            });
+        out.push(Conversation {
+            opted_out: is_opted_out(c, line, &number)?,
+            number,
+            last_at,
+            last_direction,
+            last_body,
+            unread,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn conversation_page(
+    c: &Connection,
+    line: &PhoneNumber,
+    number: &PhoneNumber,
+    after: Millis,
+    limit: usize,
+) -> StoreResult<Vec<ConversationMessage>> {
     Ok(c
         .prepare_cached(
-            "SELECT number, source, created_at FROM opt_outs WHERE line = ?1 AND number > ?2 \
-             ORDER BY number LIMIT ?3",
+            "SELECT 'outbound', id, body, status, created_at FROM messages \
+               WHERE line = ?1 AND to_number = ?2 AND created_at > ?3 \
+             UNION ALL \
+             SELECT 'inbound', id, body, CASE WHEN read_at IS NULL THEN 'unread' ELSE 'read' END, received_at \
+               FROM inbound WHERE line = ?1 AND from_number = ?2 AND received_at > ?3 \
+             ORDER BY 5, 2 LIMIT ?4",
         )?
-        .query_map(params![line.as_str(), after, limit as i64], |r| {
-            Ok(OptOut {
-                line: line.clone(),
-                number: PhoneNumber::from_store(r.get(0)?),
-                source: r.get(1)?,
-                created_at: r.get(2)?,
+        .query_map(params![line.as_str(), number.as_str(), after, limit as i64], |r| {
+            Ok(ConversationMessage {
+                direction: if r.get::<_, String>(0)? == "inbound" {
+                    Direction::Inbound
+                } else {
+                    Direction::Outbound
+                },
+                id: MessageId::from_store(r.get(1)?),
+                body: r.get(2)?,
+                status: r.get(3)?,
+                at: r.get(4)?,
             })
         })?
         .collect::<Result<_, _>>()?)

@@ -22,7 +22,8 @@ use crate::{domain::now_millis, telemetry::Metrics};
 
 /// Versioned schema; index i holds the migration to version i + 1. Never edit a shipped entry:
 /// append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE messages (
     id TEXT PRIMARY KEY,
     app_id TEXT NOT NULL,
@@ -73,7 +74,8 @@ CREATE TABLE idempotency (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (app_id, key)
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -91,7 +93,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_pending ON events (conversation, seq) WHERE state = 'pending';
 CREATE INDEX events_dead ON events (app_id, seq) WHERE state = 'dead';
-"#, r#"
+"#,
+    r#"
 ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
 ALTER TABLE messages ADD COLUMN exempt_opt_out INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_conversation ON messages (line, to_number, created_at);
@@ -140,7 +143,8 @@ CREATE TABLE after_hours_replies (
     last_at INTEGER NOT NULL,
     PRIMARY KEY (line, number)
 ) WITHOUT ROWID;
-"#];
+"#,
+];
 
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
@@ -166,6 +170,7 @@ enum Op {
     Inbound(InboundPart, InboundPlanner, Reply<InboundOutcome>),
     ExpirePartials(Millis, InboundPlanner, Reply<u64>),
     OptOut(String, OptOutChange, Reply<u64>),
+    MarkRead(PhoneNumber, PhoneNumber, Reply<u64>),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -380,9 +385,10 @@ fn fail(op: Op, msg: &str) -> Done {
         Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
         Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
         Op::Enqueue(_, tx) | Op::EventResult(_, _, tx) => Done::Unit(tx, e(msg)),
-        Op::Replay(_, _, tx) | Op::ExpirePartials(_, _, tx) | Op::OptOut(_, _, tx) => {
-            Done::Count(tx, e(msg))
-        }
+        Op::Replay(_, _, tx)
+        | Op::ExpirePartials(_, _, tx)
+        | Op::OptOut(_, _, tx)
+        | Op::MarkRead(_, _, tx) => Done::Count(tx, e(msg)),
         Op::Inbound(_, _, tx) => Done::Inbound(tx, e(msg)),
         Op::Shutdown => Done::Nothing,
     }
@@ -426,13 +432,36 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
         ),
         Op::OptOut(app, change, reply) => Done::Count(
             reply,
-            guarded(tx, |c| inbound::apply_opt_out(c, ctx, &app, &change, now_millis())),
+            guarded(tx, |c| {
+                inbound::apply_opt_out(c, ctx, &app, &change, now_millis())
+            }),
         ),
-        Op::Enqueue(ev, reply) => Done::Unit(reply, guarded(tx, |c| { ctx.emitted.set(true); insert_event(c, &ev) })),
+        Op::MarkRead(line, number, reply) => Done::Count(
+            reply,
+            guarded(tx, |c| {
+                Ok(c.prepare_cached(
+                    "UPDATE inbound SET read_at = ?3 WHERE line = ?1 AND from_number = ?2 AND read_at IS NULL",
+                )?
+                .execute(params![line.as_str(), number.as_str(), now_millis()])? as u64)
+            }),
+        ),
+        Op::Enqueue(ev, reply) => Done::Unit(
+            reply,
+            guarded(tx, |c| {
+                ctx.emitted.set(true);
+                insert_event(c, &ev)
+            }),
+        ),
         Op::EventResult(seq, outcome, reply) => {
             Done::Unit(reply, guarded(tx, |c| event_result(c, seq, &outcome)))
         }
-        Op::Replay(app, id, reply) => Done::Count(reply, guarded(tx, |c| { ctx.emitted.set(true); replay(c, &app, id.as_ref()) })),
+        Op::Replay(app, id, reply) => Done::Count(
+            reply,
+            guarded(tx, |c| {
+                ctx.emitted.set(true);
+                replay(c, &app, id.as_ref())
+            }),
+        ),
         Op::RequeueInFlight(reply) => Done::Count(
             reply,
             guarded(tx, |c| {
@@ -522,7 +551,8 @@ fn claim(c: &Connection, ctx: &Ctx<'_>, carrier: &str, limit: usize) -> StoreRes
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut claimed = Vec::with_capacity(rows.len());
-    let mut opted_out = c.prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?;
+    let mut opted_out =
+        c.prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?;
     for (m, exempt) in rows {
         // The last word on opt-outs: whatever was accepted before a STOP is never sent after it.
         if !exempt && opted_out.exists(params![m.line.as_str(), m.to.as_str()])? {
@@ -675,7 +705,11 @@ fn part_status(state: ReceiptState) -> &'static str {
 }
 
 /// Applies a receipt to its part; `None` when no part carries that id.
-fn apply_receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<Option<(MessageId, MessageState)>> {
+fn apply_receipt(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    r: &Receipt,
+) -> StoreResult<Option<(MessageId, MessageState)>> {
     let found: Option<(String, u32)> = c
         .prepare_cached(
             "SELECT message_id, seq FROM parts WHERE carrier = ?1 AND carrier_message_id = ?2 LIMIT 1",
@@ -1026,7 +1060,8 @@ impl Store for SqliteStore {
         before: Millis,
         planner: InboundPlanner,
     ) -> BoxFuture<'_, StoreResult<u64>> {
-        self.call(move |tx| Op::ExpirePartials(before, planner, tx)).boxed()
+        self.call(move |tx| Op::ExpirePartials(before, planner, tx))
+            .boxed()
     }
 
     fn change_opt_out(
@@ -1042,7 +1077,8 @@ impl Store for SqliteStore {
         line: PhoneNumber,
         number: PhoneNumber,
     ) -> BoxFuture<'_, StoreResult<Option<OptOut>>> {
-        self.read(move |c| inbound::read_opt_out(c, &line, &number)).boxed()
+        self.read(move |c| inbound::read_opt_out(c, &line, &number))
+            .boxed()
     }
 
     fn opt_outs(
@@ -1051,7 +1087,33 @@ impl Store for SqliteStore {
         after: String,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<OptOut>>> {
-        self.read(move |c| inbound::list_opt_outs(c, &line, &after, limit)).boxed()
+        self.read(move |c| inbound::list_opt_outs(c, &line, &after, limit))
+            .boxed()
+    }
+
+    fn conversations(
+        &self,
+        line: PhoneNumber,
+        before: Millis,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<Conversation>>> {
+        self.read(move |c| inbound::conversations(c, &line, before, limit))
+            .boxed()
+    }
+
+    fn conversation_messages(
+        &self,
+        line: PhoneNumber,
+        number: PhoneNumber,
+        after: Millis,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<ConversationMessage>>> {
+        self.read(move |c| inbound::conversation_page(c, &line, &number, after, limit))
+            .boxed()
+    }
+
+    fn mark_read(&self, line: PhoneNumber, number: PhoneNumber) -> BoxFuture<'_, StoreResult<u64>> {
+        self.call(move |tx| Op::MarkRead(line, number, tx)).boxed()
     }
 
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>> {
@@ -1091,7 +1153,8 @@ impl Store for SqliteStore {
     }
 
     fn record_event(&self, seq: i64, outcome: EventOutcome) -> BoxFuture<'_, StoreResult<()>> {
-        self.call(move |tx| Op::EventResult(seq, outcome, tx)).boxed()
+        self.call(move |tx| Op::EventResult(seq, outcome, tx))
+            .boxed()
     }
 
     fn dead_events(
@@ -1118,8 +1181,10 @@ impl Store for SqliteStore {
 
     fn outbox_depth(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT count(*) FROM events WHERE state = 'pending'")?
-                .query_row([], |r| r.get::<_, i64>(0))? as u64)
+            Ok(
+                c.prepare_cached("SELECT count(*) FROM events WHERE state = 'pending'")?
+                    .query_row([], |r| r.get::<_, i64>(0))? as u64,
+            )
         })
         .boxed()
     }
