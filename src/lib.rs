@@ -10,12 +10,15 @@
 //! - [`segment`]: encoding choice (GSM-7, UCS-2, Latin-1), parts, UDH, MO decoding. Pure.
 //! - [`store`]: the `Store` trait and its SQLite implementation (WAL, group commit).
 //! - [`dispatch`]: claims queued work, sends parts, records each attempt's outcome.
+//! - [`ratelimit`]: per-line (segments) and per-carrier (submits, adaptive) limits, and the
+//!   round-robin scheduler the dispatcher takes ready work from.
 //! - [`smpp`]: framing, sessions with send windows, bind slots with reconnect, status table.
 //! - [`dlr`]: receipt parsing and carrier id normalisation.
 //! - [`mo`]: what carriers deliver to us (receipts today, inbound texts next).
 //! - [`webhook`]: the outbox's delivery to app backends: Standard Webhooks signatures, retries
 //!   with backoff, dead letters, per-endpoint concurrency.
 //! - [`sim`]: `smsc-sim`, the carrier simulator (also embedded for `simulator = true`).
+//! - [`triggers`]: call-center Call-to-Text / Abandoned Call triggers.
 //! - [`telemetry`]: logging setup and the Prometheus registry.
 //! - [`app`]: wiring, start order and drain order.
 #![forbid(unsafe_code)]
@@ -29,9 +32,11 @@ pub mod domain;
 pub mod loadgen;
 pub mod mo;
 pub mod policy;
+pub mod ratelimit;
 pub mod segment;
 pub mod sim;
 pub mod smpp;
 pub mod store;
 pub mod telemetry;
+pub mod triggers;
 pub mod webhook;

@@ -5,6 +5,7 @@ mod conversations;
 mod error;
 mod messages;
 mod optouts;
+mod triggers;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -46,6 +47,7 @@ struct Inner {
     /// Wakes a carrier's dispatcher when new work is queued.
     wake: HashMap<String, Arc<Notify>>,
     segment: crate::segment::Options,
+    triggers: crate::triggers::TriggerSet,
 }
 
 impl ApiState {
@@ -64,8 +66,10 @@ impl ApiState {
                     .map(move |k| (digest(k.as_bytes()), a.clone()))
             })
             .collect();
+        let triggers = crate::triggers::TriggerSet::new(&config.triggers);
         Self {
             inner: Arc::new(Inner {
+                triggers,
                 config,
                 keys,
                 store,
@@ -128,6 +132,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(messages::estimate),
         )
         .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/triggers/{token}", axum::routing::post(triggers::fire))
         .route("/v1/lines/{line}/opt-outs", get(optouts::list))
         .route("/v1/lines/{line}/conversations", get(conversations::list))
         .route(

@@ -9,7 +9,7 @@ use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, sync::Arc, 
 
 use crate::domain::PhoneNumber;
 
-pub use raw::{BindType, IdFormat, MoAlphabet, RateClass};
+pub use raw::{BindType, IdFormat, MoAlphabet, RateClass, TriggerKind};
 pub use validate::validate;
 
 /// The validated configuration.
@@ -25,6 +25,31 @@ pub struct Config {
     /// Opt-out keywords and their replies.
     pub keywords: Arc<crate::policy::Keywords>,
     pub inbound: Inbound,
+    pub triggers: Vec<Arc<Trigger>>,
+}
+
+/// A call-center trigger: the phone system calls `POST /v1/triggers/{token}` with the caller's
+/// number and the caller gets `template` from `line`.
+#[derive(Clone)]
+pub struct Trigger {
+    pub id: String,
+    pub token: String,
+    pub kind: TriggerKind,
+    pub line: PhoneNumber,
+    pub language: Option<String>,
+    pub template: String,
+    pub active_hours: Option<crate::policy::Hours>,
+    pub dedupe_window: Duration,
+}
+
+impl fmt::Debug for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trigger")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

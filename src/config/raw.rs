@@ -25,6 +25,48 @@ pub struct RawConfig {
     pub opt_out: Option<Spanned<crate::policy::KeywordConfig>>,
     #[serde(default)]
     pub inbound: RawInbound,
+    #[serde(default)]
+    pub triggers: Vec<RawTrigger>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    CallToText,
+    AbandonedCall,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallToText => "call_to_text",
+            Self::AbandonedCall => "abandoned_call",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    pub id: Spanned<String>,
+    /// The secret in the trigger URL (at least 32 characters; `env:NAME` allowed).
+    pub token: Spanned<String>,
+    pub kind: TriggerKind,
+    pub line: Spanned<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    pub template: Spanned<String>,
+    /// Outside these hours the trigger sends nothing (answers `skipped`).
+    #[serde(default)]
+    pub active_hours: Option<Spanned<crate::policy::HoursConfig>>,
+    /// A caller triggering again (any trigger of the same line) within this window gets no
+    /// second text.
+    #[serde(default = "default_trigger_window")]
+    pub dedupe_window: Dur,
+}
+
+fn default_trigger_window() -> Dur {
+    Dur(Duration::from_secs(600))
 }
 
 #[derive(Debug, Deserialize)]

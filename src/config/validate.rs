@@ -288,6 +288,87 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         }
     }
 
+    let mut triggers = Vec::new();
+    let mut trigger_ids = HashSet::new();
+    let mut tokens = HashSet::new();
+    for t in &raw.triggers {
+        let id = t.id.get_ref();
+        if !valid_id(id) {
+            e.at(
+                &t.id,
+                format!("trigger id {id:?} must be 1-64 of a-z, 0-9, '-', '_'"),
+            );
+        } else if !trigger_ids.insert(id.clone()) {
+            e.at(&t.id, format!("duplicate trigger id {id:?}"));
+        }
+        let token = e.secret(&t.token, "trigger token");
+        if !token.is_empty() && token.len() < 32 {
+            e.at(
+                &t.token,
+                "trigger token must be at least 32 characters (the URL is the credential)",
+            );
+        } else if !token.is_empty()
+            && !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            e.at(
+                &t.token,
+                "trigger token may hold only A-Z, a-z, 0-9, '-' and '_' (it goes in a URL)",
+            );
+        } else if !token.is_empty() && !tokens.insert(token.clone()) {
+            e.at(&t.token, "trigger token is used by another trigger");
+        }
+        let chars = t.template.get_ref().chars().count();
+        if chars == 0 || chars > 255 {
+            e.at(
+                &t.template,
+                format!("template must be 1 to 255 characters (it has {chars})"),
+            );
+        }
+        let line = match PhoneNumber::parse(t.line.get_ref()) {
+            Ok(n) if lines.contains_key(&n) => Some(n),
+            Ok(_) => {
+                e.at(
+                    &t.line,
+                    format!("trigger refers to unknown line {:?}", t.line.get_ref()),
+                );
+                None
+            }
+            Err(err) => {
+                e.at(
+                    &t.line,
+                    format!("trigger line {:?}: {err}", t.line.get_ref()),
+                );
+                None
+            }
+        };
+        let active_hours =
+            t.active_hours.as_ref().and_then(|h| {
+                match crate::policy::Hours::compile(h.get_ref()) {
+                    Ok(c) => Some(c),
+                    Err(problems) => {
+                        for p in problems {
+                            e.at(h, format!("trigger active_hours: {p}"));
+                        }
+                        None
+                    }
+                }
+            });
+        if let Some(line) = line {
+            triggers.push(Arc::new(super::Trigger {
+                id: id.clone(),
+                token,
+                kind: t.kind,
+                line,
+                language: t.language.clone(),
+                template: t.template.get_ref().clone(),
+                active_hours,
+                dedupe_window: t.dedupe_window.0,
+            }));
+        }
+    }
+
     let keyword_cfg = raw
         .opt_out
         .as_ref()
@@ -306,6 +387,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
 
     if e.list.is_empty() {
         Ok(Config {
+            triggers,
             keywords: Arc::new(keywords),
             inbound: super::Inbound {
                 reassembly_timeout: raw.inbound.reassembly_timeout.0,
@@ -413,6 +495,26 @@ carrier = "sim"
         let errs = errors(&bad);
         assert!(errs[0].1.contains("invalid duration"), "{errs:?}");
         assert_eq!(errs[0].0, Some(12));
+    }
+
+    #[test]
+    fn a_trigger_template_over_255_characters_is_refused_with_its_line() {
+        let text = format!(
+            "{GOOD}\n[[triggers]]\nid = \"ctt\"\ntoken = \"{}\"\nkind = \"call_to_text\"\nline = \"2125551000\"\ntemplate = \"{}\"\n",
+            "t".repeat(40),
+            "x".repeat(256)
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, Some(25));
+        assert!(
+            errs[0].1.contains("1 to 255 characters (it has 256)"),
+            "{errs:?}"
+        );
+        let ok = text.replace(&"x".repeat(256), &"x".repeat(255));
+        assert!(parse(&ok).is_ok());
+        let short = ok.replace(&"t".repeat(40), "short");
+        assert!(errors(&short)[0].1.contains("at least 32 characters"));
     }
 
     #[test]

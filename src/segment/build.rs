@@ -152,29 +152,35 @@ fn encode_units(
             }
         }
         Encoding::Latin1 => {
-            while let Some(c) = chars.peek() {
+            let rest = chars.rest();
+            let mut consumed = rest.len();
+            for (i, c) in rest.char_indices() {
                 if used + 1 > units {
+                    consumed = i;
                     break;
                 }
                 used += 1;
                 // The planner chose Latin-1 only if every character is <= U+00FF.
                 out.push(u8::try_from(u32::from(c)).unwrap_or(b'?'));
-                chars.advance(c);
             }
+            chars.skip_bytes(consumed);
         }
         Encoding::Ucs2 => {
+            let rest = chars.rest();
+            let mut consumed = rest.len();
             let mut buf = [0u16; 2];
-            while let Some(c) = chars.peek() {
+            for (i, c) in rest.char_indices() {
                 let code_units = c.encode_utf16(&mut buf);
                 if used + code_units.len() > units {
+                    consumed = i;
                     break;
                 }
                 used += code_units.len();
                 for unit in code_units.iter() {
                     out.extend_from_slice(&unit.to_be_bytes());
                 }
-                chars.advance(c);
             }
+            chars.skip_bytes(consumed);
         }
     }
 }
@@ -207,7 +213,12 @@ impl<'a> Cursor<'a> {
         &rest[..max.min(rest.len())]
     }
 
-    /// Skips `n` ASCII bytes.
+    /// The text not consumed yet.
+    fn rest(&self) -> &'a str {
+        self.text.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Skips `n` bytes (whole characters).
     #[inline]
     fn skip_bytes(&mut self, n: usize) {
         self.pos += n;

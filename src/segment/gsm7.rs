@@ -18,6 +18,9 @@ pub(crate) struct Table {
     /// Reverse lookup for the non-ASCII characters, sorted by code point for binary search.
     other: [(u32, u8); 128],
     other_len: usize,
+    /// Bit `n` set when some non-ASCII character of the table lies in U+n*128..U+n*128+127
+    /// (below U+4000): rejects Cyrillic, CJK or emoji without a search.
+    blocks: u128,
 }
 
 const ABSENT: u8 = 0xFF;
@@ -51,6 +54,7 @@ impl Table {
         let mut ascii = [ABSENT; 128];
         let mut other = [(0u32, 0u8); 128];
         let mut other_len = 0;
+        let mut blocks = 0u128;
         let mut code = 0;
         while code < 128 {
             if let Some(c) = decode[code] {
@@ -62,6 +66,8 @@ impl Table {
                 } else {
                     other[other_len] = (cp, code as u8);
                     other_len += 1;
+                    assert!(cp < 0x4000, "block filter covers U+0000..U+3FFF");
+                    blocks |= 1 << (cp >> 7);
                 }
             }
             code += 1;
@@ -83,6 +89,7 @@ impl Table {
             ascii,
             other,
             other_len,
+            blocks,
         }
     }
 
@@ -93,6 +100,9 @@ impl Table {
         if cp < 128 {
             let code = self.ascii[cp as usize];
             return (code != ABSENT).then_some(code);
+        }
+        if cp >= 0x4000 || self.blocks & (1 << (cp >> 7)) == 0 {
+            return None;
         }
         let other = &self.other[..self.other_len];
         other

@@ -37,6 +37,9 @@ struct Choice {
     parts: usize,
     /// Units of the whole text.
     total: usize,
+    /// Characters of the whole text: when equal to `total`, every character costs one unit and
+    /// the layout is arithmetic.
+    chars: usize,
     caps: Caps,
 }
 
@@ -58,14 +61,23 @@ fn caps(scheme: Scheme, concat: Concat) -> Caps {
     Caps { single, multi }
 }
 
-/// Cost of each character in the scheme's units (the scheme is known to carry the text).
-fn costs(text: &str, scheme: Scheme) -> impl Iterator<Item = usize> + '_ {
-    let charset = Charset::for_shift(scheme.shift);
-    text.chars().map(move |c| match scheme.encoding {
-        Encoding::Gsm7 => charset.encode(c).map_or(1, Code::septets),
-        Encoding::Latin1 => 1,
-        Encoding::Ucs2 => c.len_utf16(),
-    })
+/// Greedy split of `text` in the scheme's units (the scheme is known to carry the text).
+fn split_text(text: &str, scheme: Scheme, cap: usize, sizes: Option<&mut Vec<usize>>) -> usize {
+    match scheme.encoding {
+        Encoding::Gsm7 => {
+            let charset = Charset::for_shift(scheme.shift);
+            let costs = text
+                .chars()
+                .map(|c| charset.encode(c).map_or(1, Code::septets));
+            split(costs, cap, sizes)
+        }
+        // UTF-16 units straight from the UTF-8 lead bytes: 4-byte sequences are surrogate pairs.
+        Encoding::Ucs2 => {
+            let leads = text.bytes().filter(|b| b & 0xC0 != 0x80);
+            split(leads.map(|b| if b >= 0xF0 { 2 } else { 1 }), cap, sizes)
+        }
+        Encoding::Latin1 => split(text.chars().map(|_| 1), cap, sizes),
+    }
 }
 
 /// Greedy split: a character (an escape pair, a surrogate pair) never straddles two parts.
@@ -93,14 +105,21 @@ fn split(
     parts
 }
 
-fn count_parts(text: &str, scheme: Scheme, total: usize, caps: Caps) -> Option<usize> {
+fn count_parts(
+    text: &str,
+    scheme: Scheme,
+    total: usize,
+    chars: usize,
+    caps: Caps,
+) -> Option<usize> {
     if total <= caps.single {
         return Some(1);
     }
     let multi = caps.multi?;
-    Some(match scheme.encoding {
-        Encoding::Latin1 => total.div_ceil(multi),
-        _ => split(costs(text, scheme), multi, None),
+    Some(if total == chars {
+        total.div_ceil(multi)
+    } else {
+        split_text(text, scheme, multi, None)
     })
 }
 
@@ -129,9 +148,15 @@ fn national_candidates(langs: &[NationalLanguage]) -> impl Iterator<Item = Natio
 }
 
 /// Keeps the candidate if it needs strictly fewer parts: earlier candidates win ties.
-fn consider(best: &mut Option<Choice>, text: &str, scheme: Scheme, total: usize, concat: Concat) {
+fn consider(
+    best: &mut Option<Choice>,
+    text: &str,
+    scheme: Scheme,
+    (total, chars): (usize, usize),
+    concat: Concat,
+) {
     let caps = caps(scheme, concat);
-    let Some(parts) = count_parts(text, scheme, total, caps) else {
+    let Some(parts) = count_parts(text, scheme, total, chars, caps) else {
         return;
     };
     if best.is_none_or(|b| parts < b.parts) {
@@ -139,6 +164,7 @@ fn consider(best: &mut Option<Choice>, text: &str, scheme: Scheme, total: usize,
             scheme,
             parts,
             total,
+            chars,
             caps,
         });
     }
@@ -204,7 +230,7 @@ fn choose(text: &str, opts: &Options) -> Choice {
     } = stats(text);
     let mut best = None;
     if let Some(total) = gsm7 {
-        consider(&mut best, text, GSM7_DEFAULT, total, opts.concat);
+        consider(&mut best, text, GSM7_DEFAULT, (total, chars), opts.concat);
     }
     if !one_part(&best) && opts.concat != Concat::Payload {
         for shift in national_candidates(&opts.national) {
@@ -213,7 +239,7 @@ fn choose(text: &str, opts: &Options) -> Choice {
                 shift: Some(shift),
             };
             if let Some(total) = gsm7_total(text, &Charset::for_shift(Some(shift))) {
-                consider(&mut best, text, scheme, total, opts.concat);
+                consider(&mut best, text, scheme, (total, chars), opts.concat);
                 if one_part(&best) {
                     break;
                 }
@@ -225,20 +251,21 @@ fn choose(text: &str, opts: &Options) -> Choice {
             encoding: Encoding::Latin1,
             shift: None,
         };
-        consider(&mut best, text, scheme, chars, opts.concat);
+        consider(&mut best, text, scheme, (chars, chars), opts.concat);
     }
     if !one_part(&best) {
         let scheme = Scheme {
             encoding: Encoding::Ucs2,
             shift: None,
         };
-        consider(&mut best, text, scheme, utf16, opts.concat);
+        consider(&mut best, text, scheme, (utf16, chars), opts.concat);
     }
     // UCS-2 always has a multi-part capacity, so `best` is set by now.
     best.unwrap_or(Choice {
         scheme: GSM7_DEFAULT,
         parts: 1,
         total: 0,
+        chars: 0,
         caps: caps(GSM7_DEFAULT, opts.concat),
     })
 }
@@ -253,6 +280,19 @@ fn replacement_wins(original: &Choice, replaced: &Choice) -> bool {
 
 /// See [`Plan::forcing_ucs2`].
 fn forcing_ucs2(text: &str, opts: &Options) -> Vec<char> {
+    // Distinct characters outside the default alphabet in order of first appearance, deduplicated
+    // through a sorted set so long texts in another script stay linear-ish.
+    let mut seen: Vec<char> = Vec::new();
+    let mut outside_default = Vec::new();
+    for c in text.chars() {
+        if Charset::DEFAULT.encode(c).is_some() {
+            continue;
+        }
+        if let Err(at) = seen.binary_search(&c) {
+            seen.insert(at, c);
+            outside_default.push(c);
+        }
+    }
     let in_national = |c: char| {
         opts.concat != Concat::Payload
             && opts.national.iter().any(|l| {
@@ -260,25 +300,17 @@ fn forcing_ucs2(text: &str, opts: &Options) -> Vec<char> {
                     || l.locking_table().is_some_and(|t| t.encode(c).is_some())
             })
     };
-    let carried = |c: char| {
-        Charset::DEFAULT.encode(c).is_some()
-            || (opts.latin1 && u32::from(c) <= 0xFF)
-            || in_national(c)
-    };
-    let mut forcing = Vec::new();
-    for c in text.chars() {
-        if !carried(c) && !forcing.contains(&c) {
-            forcing.push(c);
-        }
-    }
+    let carried_elsewhere = |c: char| (opts.latin1 && u32::from(c) <= 0xFF) || in_national(c);
+    let forcing: Vec<char> = outside_default
+        .iter()
+        .copied()
+        .filter(|&c| !carried_elsewhere(c))
+        .collect();
     if forcing.is_empty() {
-        for c in text.chars() {
-            if Charset::DEFAULT.encode(c).is_none() && !forcing.contains(&c) {
-                forcing.push(c);
-            }
-        }
+        outside_default
+    } else {
+        forcing
     }
-    forcing
 }
 
 fn payload_octets(encoding: Encoding, total: usize, packed: bool) -> usize {
@@ -331,9 +363,14 @@ pub fn plan(text: &str, opts: &Options) -> Result<Plan, SegmentError> {
     let was_replaced = replaced.is_some();
     let text = replaced.unwrap_or_else(|| text.to_owned());
     let (units_per_part, units_per_part_max) = match choice.caps.multi {
+        Some(multi) if choice.parts > 1 && choice.total == choice.chars => {
+            let mut sizes = vec![multi; choice.parts];
+            sizes[choice.parts - 1] = choice.total - multi * (choice.parts - 1);
+            (sizes, multi)
+        }
         Some(multi) if choice.parts > 1 => {
             let mut sizes = Vec::with_capacity(choice.parts);
-            split(costs(&text, choice.scheme), multi, Some(&mut sizes));
+            split_text(&text, choice.scheme, multi, Some(&mut sizes));
             (sizes, multi)
         }
         _ => (vec![choice.total], choice.caps.single),

@@ -502,6 +502,26 @@ fn multi_part_shift_parts_carry_concat_and_shift_ies() {
 }
 
 #[test]
+fn shift_tables_need_a_udh_we_build() {
+    let turkish = vec![NationalLanguage::Turkish];
+    let sar = with(|o| {
+        o.concat = Concat::Sar;
+        o.national = turkish.clone();
+    });
+    let seg = segment(TURKISH, &sar, 1).unwrap();
+    assert_eq!(seg.parts.len(), 1);
+    assert!(seg.parts[0].udhi && seg.parts[0].sar.is_none());
+    assert_eq!(&seg.parts[0].short_message[..4], &[3, 0x24, 1, 1]);
+    // Multi-part SAR and payload leave the UDH to the SMSC, which would drop the shift IEs.
+    assert_eq!(plan(&rep("ş", 200), &sar).unwrap().encoding, Encoding::Ucs2);
+    let payload = with(|o| {
+        o.concat = Concat::Payload;
+        o.national = turkish.clone();
+    });
+    assert_eq!(plan(TURKISH, &payload).unwrap().encoding, Encoding::Ucs2);
+}
+
+#[test]
 fn spanish_text_uses_the_spanish_single_shift() {
     let text = "¿Cómo estás? Sí, mañana a las ocho. ¡Olé!";
     let o = with(|o| o.national = vec![NationalLanguage::Spanish]);

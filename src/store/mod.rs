@@ -398,6 +398,13 @@ pub struct ConversationMessage {
     pub at: Millis,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerOutcome {
+    Inserted,
+    /// The caller already got a text from this line within the window: that message.
+    Duplicate(MessageId),
+}
+
 /// The durable store behind the pipeline.
 pub trait Store: Send + Sync + 'static {
     /// Durably stores a new message (fsync'd before the future resolves).
@@ -490,6 +497,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks every inbound text of a conversation read; returns how many changed.
     fn mark_read(&self, line: PhoneNumber, number: PhoneNumber) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Stores a triggered message unless the same number got one from the same line within
+    /// `window` (phone systems retry; a Call-to-Text is often followed by an Abandoned Call).
+    fn insert_triggered(
+        &self,
+        msg: NewMessage,
+        window: std::time::Duration,
+    ) -> BoxFuture<'_, StoreResult<TriggerOutcome>>;
 
     /// Adds an event to the outbox (durably, like every write).
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>>;

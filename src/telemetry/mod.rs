@@ -23,6 +23,7 @@ pub struct Metrics {
     pub in_flight: IntGaugeVec,
     pub malformed_pdus: IntCounterVec,
     pub mo: IntCounterVec,
+    pub triggers: IntCounterVec,
     pub queue_depth: IntGauge,
     pub store_commit_batch: Histogram,
     pub store_commit_seconds: Histogram,
@@ -131,6 +132,11 @@ impl Metrics {
                 "Inbound deliver_sm (texts, not receipts) by carrier and result \
                  (stored, partial, duplicate, unknown_line, undecodable, store_error).",
                 &["carrier", "result"]
+            )),
+            triggers: reg!(counter_vec(
+                "smsgate_triggers_total",
+                "Call-center trigger calls by kind and result (sent, duplicate, skipped, or an error code).",
+                &["kind", "result"]
             )),
             queue_depth: reg!(
                 IntGauge::new("smsgate_queue_depth", "Messages queued or sending.")

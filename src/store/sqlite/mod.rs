@@ -137,6 +137,13 @@ CREATE TABLE opt_outs (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (line, number)
 ) WITHOUT ROWID;
+CREATE TABLE trigger_sends (
+    line TEXT NOT NULL,
+    number TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    PRIMARY KEY (line, number)
+) WITHOUT ROWID;
 CREATE TABLE after_hours_replies (
     line TEXT NOT NULL,
     number TEXT NOT NULL,
@@ -171,6 +178,7 @@ enum Op {
     ExpirePartials(Millis, InboundPlanner, Reply<u64>),
     OptOut(String, OptOutChange, Reply<u64>),
     MarkRead(PhoneNumber, PhoneNumber, Reply<u64>),
+    Triggered(NewMessage, std::time::Duration, Reply<TriggerOutcome>),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -182,6 +190,7 @@ enum Done {
     Unit(Reply<()>, StoreResult<()>),
     Receipt(Reply<ReceiptMatch>, StoreResult<ReceiptMatch>),
     Inbound(Reply<InboundOutcome>, StoreResult<InboundOutcome>),
+    Triggered(Reply<TriggerOutcome>, StoreResult<TriggerOutcome>),
     Count(Reply<u64>, StoreResult<u64>),
     Nothing,
 }
@@ -202,6 +211,7 @@ impl Done {
             Done::Unit(tx, r) => send(tx, r, commit),
             Done::Receipt(tx, r) => send(tx, r, commit),
             Done::Inbound(tx, r) => send(tx, r, commit),
+            Done::Triggered(tx, r) => send(tx, r, commit),
             Done::Count(tx, r) => send(tx, r, commit),
             Done::Nothing => {}
         }
@@ -390,6 +400,7 @@ fn fail(op: Op, msg: &str) -> Done {
         | Op::OptOut(_, _, tx)
         | Op::MarkRead(_, _, tx) => Done::Count(tx, e(msg)),
         Op::Inbound(_, _, tx) => Done::Inbound(tx, e(msg)),
+        Op::Triggered(_, _, tx) => Done::Triggered(tx, e(msg)),
         Op::Shutdown => Done::Nothing,
     }
 }
@@ -434,6 +445,28 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
             reply,
             guarded(tx, |c| {
                 inbound::apply_opt_out(c, ctx, &app, &change, now_millis())
+            }),
+        ),
+        Op::Triggered(m, window, reply) => Done::Triggered(
+            reply,
+            guarded(tx, |c| {
+                let last: Option<(String, i64)> = c
+                    .prepare_cached(
+                        "SELECT message_id, sent_at FROM trigger_sends WHERE line = ?1 AND number = ?2",
+                    )?
+                    .query_row(params![m.line.as_str(), m.to.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((id, at)) = last
+                    && m.created_at - at < window.as_millis() as i64
+                {
+                    return Ok(TriggerOutcome::Duplicate(MessageId::from_store(id)));
+                }
+                insert(c, &m, None)?;
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO trigger_sends (line, number, message_id, sent_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![m.line.as_str(), m.to.as_str(), m.id.as_str(), m.created_at])?;
+                Ok(TriggerOutcome::Inserted)
             }),
         ),
         Op::MarkRead(line, number, reply) => Done::Count(
@@ -1114,6 +1147,14 @@ impl Store for SqliteStore {
 
     fn mark_read(&self, line: PhoneNumber, number: PhoneNumber) -> BoxFuture<'_, StoreResult<u64>> {
         self.call(move |tx| Op::MarkRead(line, number, tx)).boxed()
+    }
+
+    fn insert_triggered(
+        &self,
+        msg: NewMessage,
+        window: std::time::Duration,
+    ) -> BoxFuture<'_, StoreResult<TriggerOutcome>> {
+        self.call(move |tx| Op::Triggered(msg, window, tx)).boxed()
     }
 
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>> {
