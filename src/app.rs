@@ -94,6 +94,8 @@ pub async fn run(
                 delay: c.simulator_receipt_delay,
                 ..Default::default()
             },
+            // Nothing in the daemon reads the simulator's submit log.
+            submit_log_capacity: 0,
             ..Default::default()
         };
         tracing::info!(carrier = %c.id, %addr, "built-in carrier simulator listening");

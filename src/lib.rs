@@ -17,6 +17,7 @@
 //! - [`mo`]: what carriers deliver to us (receipts today, inbound texts next).
 //! - [`webhook`]: the outbox's delivery to app backends: Standard Webhooks signatures, retries
 //!   with backoff, dead letters, per-endpoint concurrency.
+//! - [`net`]: outbound HTTP clients (rustls).
 //! - [`sim`]: `smsc-sim`, the carrier simulator (also embedded for `simulator = true`).
 //! - [`triggers`]: call-center Call-to-Text / Abandoned Call triggers.
 //! - [`telemetry`]: logging setup and the Prometheus registry.
@@ -31,6 +32,7 @@ pub mod dlr;
 pub mod domain;
 pub mod loadgen;
 pub mod mo;
+pub mod net;
 pub mod policy;
 pub mod ratelimit;
 pub mod segment;

@@ -149,6 +149,7 @@ async fn submit_inner(
             "the recipient opted out of texts from this line; reach them another way",
         ));
     }
+    super::numbers::ensure_textable(state, &to, line.lookup_fail_closed).await?;
     let idem = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {

@@ -4,6 +4,7 @@
 mod conversations;
 mod error;
 mod messages;
+mod numbers;
 mod optouts;
 mod triggers;
 
@@ -48,6 +49,7 @@ struct Inner {
     wake: HashMap<String, Arc<Notify>>,
     segment: crate::segment::Options,
     triggers: crate::triggers::TriggerSet,
+    numbers: crate::policy::NumberIntel,
 }
 
 impl ApiState {
@@ -67,9 +69,15 @@ impl ApiState {
             })
             .collect();
         let triggers = crate::triggers::TriggerSet::new(&config.triggers);
+        let numbers = crate::policy::NumberIntel::new(
+            store.clone(),
+            config.numbers.lookup.clone(),
+            metrics.number_checks.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 triggers,
+                numbers,
                 config,
                 keys,
                 store,
@@ -133,6 +141,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/triggers/{token}", axum::routing::post(triggers::fire))
+        .route("/v1/numbers/{number}", get(numbers::get).put(numbers::put))
         .route("/v1/lines/{line}/opt-outs", get(optouts::list))
         .route("/v1/lines/{line}/conversations", get(conversations::list))
         .route(

@@ -85,6 +85,7 @@ pub async fn fire(
                 "the caller opted out of texts from this line",
             ));
         }
+        super::numbers::ensure_textable(&state, &to, line.lookup_fail_closed).await?;
         // Sent as given: no smart replacement of characters in a template the practice wrote.
         let plan = segment::plan(&trigger.template, &segment::Options::default())
             .map_err(|e| ApiError::invalid_request(e.to_string()))?;

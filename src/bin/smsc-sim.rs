@@ -8,6 +8,7 @@ use smsgate::sim::cli::{self, Args};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    smsgate::telemetry::init_logging("info");
     let settings = match args.settings() {
         Ok(settings) => settings,
         Err(error) => {

@@ -26,6 +26,35 @@ pub struct Config {
     pub keywords: Arc<crate::policy::Keywords>,
     pub inbound: Inbound,
     pub triggers: Vec<Arc<Trigger>>,
+    pub numbers: Numbers,
+}
+
+/// Number intelligence settings.
+#[derive(Clone)]
+pub struct Numbers {
+    pub not_textable_ttl: Duration,
+    pub lookup: Option<Lookup>,
+}
+
+impl fmt::Debug for Numbers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Numbers")
+            .field("not_textable_ttl", &self.not_textable_ttl)
+            .field("lookup", &self.lookup.as_ref().map(|l| &l.url))
+            .finish()
+    }
+}
+
+/// A line-type lookup service.
+#[derive(Clone)]
+pub struct Lookup {
+    pub url: String,
+    pub token: Option<String>,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub cache_ttl: Duration,
+    pub line_type_field: String,
+    pub textable_types: Vec<String>,
 }
 
 /// A call-center trigger: the phone system calls `POST /v1/triggers/{token}` with the caller's
@@ -121,6 +150,10 @@ pub struct Carrier {
     /// Simulator receipt delay when `simulator` is set.
     pub simulator_receipt_delay: Duration,
     pub mo_default_alphabet: MoAlphabet,
+    pub not_textable_statuses: Vec<u32>,
+    pub not_textable_receipt_errors: Vec<String>,
+    /// From `[numbers]`: how long a mark from this carrier lasts.
+    pub not_textable_ttl: Duration,
 }
 
 impl fmt::Debug for Carrier {
@@ -143,6 +176,7 @@ pub struct Line {
     pub carrier: String,
     pub rate_class: RateClass,
     pub help_text: Option<String>,
+    pub lookup_fail_closed: bool,
     pub hours: Option<crate::policy::Hours>,
     /// On-call number told about after-hours texts.
     pub staff_notify: Option<PhoneNumber>,

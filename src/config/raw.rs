@@ -27,6 +27,42 @@ pub struct RawConfig {
     pub inbound: RawInbound,
     #[serde(default)]
     pub triggers: Vec<RawTrigger>,
+    #[serde(default)]
+    pub numbers: RawNumbers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNumbers {
+    /// How long a carrier's "cannot take texts" mark lasts (numbers get ported).
+    pub not_textable_ttl: Dur,
+    /// Line-type lookup: GET this URL with `{number}` replaced by the E.164 number.
+    pub lookup_url: Option<Spanned<String>>,
+    /// Sent as `Authorization: Bearer ...` to the lookup service (`env:NAME` allowed).
+    pub lookup_token: Option<Spanned<String>>,
+    pub lookup_timeout: Dur,
+    pub lookup_concurrency: usize,
+    /// How long a lookup answer is trusted.
+    pub cache_ttl: Dur,
+    /// Where the line type is in the lookup's JSON answer, as a dotted path.
+    pub line_type_field: String,
+    /// Line types that can take texts; any other answer refuses the number.
+    pub textable_types: Vec<String>,
+}
+
+impl Default for RawNumbers {
+    fn default() -> Self {
+        Self {
+            not_textable_ttl: Dur(Duration::from_secs(90 * 86400)),
+            lookup_url: None,
+            lookup_token: None,
+            lookup_timeout: Dur(Duration::from_secs(2)),
+            lookup_concurrency: 16,
+            cache_ttl: Dur(Duration::from_secs(30 * 86400)),
+            line_type_field: "line_type".into(),
+            textable_types: vec!["mobile".into(), "voip".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -221,6 +257,12 @@ pub struct RawCarrier {
     pub simulator_receipt_delay: Dur,
     #[serde(default)]
     pub mo_default_alphabet: MoAlphabet,
+    /// `submit_sm_resp` statuses that mean "this number cannot take texts" on this carrier.
+    #[serde(default)]
+    pub not_textable_statuses: Vec<u32>,
+    /// Receipt error codes (`err:` / network_error_code) that mean the same.
+    #[serde(default)]
+    pub not_textable_receipt_errors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +276,9 @@ pub struct RawLine {
     /// Answer to HELP on this line (default: `[opt_out].help_reply`).
     #[serde(default)]
     pub help_text: Option<String>,
+    /// Refuse sends when the line-type lookup cannot answer (default: send anyway).
+    #[serde(default)]
+    pub lookup_fail_closed: bool,
     /// Opening hours, after-hours reply and staff notification.
     #[serde(default)]
     pub hours: Option<Spanned<crate::policy::HoursConfig>>,

@@ -220,6 +220,13 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             simulator: c.simulator,
             simulator_receipt_delay: c.simulator_receipt_delay.0,
             mo_default_alphabet: c.mo_default_alphabet,
+            not_textable_statuses: c.not_textable_statuses.clone(),
+            not_textable_receipt_errors: c
+                .not_textable_receipt_errors
+                .iter()
+                .map(|e| e.trim_start_matches('0').to_owned())
+                .collect(),
+            not_textable_ttl: raw.numbers.not_textable_ttl.0,
         }));
     }
     if carriers.is_empty() {
@@ -281,6 +288,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                     carrier: l.carrier.get_ref().clone(),
                     rate_class: l.rate_class,
                     help_text: l.help_text.clone(),
+                    lookup_fail_closed: l.lookup_fail_closed,
                     hours,
                     staff_notify,
                 }),
@@ -369,6 +377,35 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         }
     }
 
+    let n = &raw.numbers;
+    let lookup = n.lookup_url.as_ref().map(|u| {
+        let url = u.get_ref();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || !url.contains("{number}")
+        {
+            e.at(
+                u,
+                format!("lookup_url {url:?} must be an http(s) URL containing {{number}}"),
+            );
+        }
+        super::Lookup {
+            url: url.clone(),
+            token: n.lookup_token.as_ref().map(|t| e.secret(t, "lookup token")),
+            timeout: n.lookup_timeout.0,
+            concurrency: n.lookup_concurrency.max(1),
+            cache_ttl: n.cache_ttl.0,
+            line_type_field: n.line_type_field.clone(),
+            textable_types: n
+                .textable_types
+                .iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+        }
+    });
+    let numbers = super::Numbers {
+        not_textable_ttl: n.not_textable_ttl.0,
+        lookup,
+    };
+
     let keyword_cfg = raw
         .opt_out
         .as_ref()
@@ -387,6 +424,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
 
     if e.list.is_empty() {
         Ok(Config {
+            numbers,
             triggers,
             keywords: Arc::new(keywords),
             inbound: super::Inbound {

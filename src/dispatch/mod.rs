@@ -29,7 +29,7 @@ use crate::{
         session::{Completion, PartCtx, SubmitRequest, SubmitResult},
         status::{self, StatusClass},
     },
-    store::{Attempt, Claimed, PartOutcome, Store},
+    store::{Attempt, Claimed, NotTextable, PartOutcome, Store},
     telemetry::Metrics,
 };
 
@@ -311,6 +311,18 @@ fn classify(
                 PartOutcome::Permanent {
                     status: *status,
                     reason: status::name(*status),
+                    not_textable: cfg
+                        .not_textable_statuses
+                        .contains(status)
+                        .then(|| NotTextable {
+                            reason: format!(
+                                "carrier {} answered {}",
+                                cfg.id,
+                                status::name(*status)
+                            ),
+                            until: crate::domain::now_millis()
+                                + cfg.not_textable_ttl.as_millis() as i64,
+                        }),
                 },
             ),
         },

@@ -91,8 +91,18 @@ pub struct CpuSplit {
     pub wall_s: f64,
     /// Process CPU seconds (all threads, exited ones included).
     pub process_s: f64,
-    /// CPU seconds by thread name, for threads alive at the end.
-    pub threads: BTreeMap<String, f64>,
+    /// By thread name, for threads alive at the end that ran during the run.
+    pub threads: BTreeMap<String, ThreadGroup>,
+}
+
+/// The threads of one name (tokio names its workers and its blocking pool alike).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ThreadGroup {
+    pub threads: usize,
+    /// Seconds on a CPU.
+    pub cpu_s: f64,
+    /// Seconds runnable but waiting for a CPU (schedstat): CPU starvation.
+    pub runqueue_wait_s: f64,
 }
 
 /// What an end-to-end run saw.
@@ -109,6 +119,8 @@ pub struct E2eSummary {
     pub carrier_submits: u64,
     /// Of those, repeats of an earlier accepted submit.
     pub carrier_duplicates: u64,
+    /// Parts the daemon sent again for want of a response (`smsgate_resubmits_total`).
+    pub resubmits: u64,
     /// From the first request until the simulator had every accepted part.
     #[serde(rename = "time_to_carrier_s", serialize_with = "super::report::secs")]
     pub time_to_carrier: Duration,
@@ -413,6 +425,8 @@ async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchEr
         runtime_workers: tokio::runtime::Handle::current().metrics().num_workers(),
         carrier_submits: sim_after.submits_ok - sim_before.submits_ok,
         carrier_duplicates: sim_after.duplicates - sim_before.duplicates,
+        resubmits: (after.sum("smsgate_resubmits_total") - before.sum("smsgate_resubmits_total"))
+            .round() as u64,
         time_to_carrier,
         submits_per_sec: parts as f64 / time_to_carrier.as_secs_f64(),
         receipts_recorded: (after.sum("smsgate_receipts_total")
@@ -542,14 +556,14 @@ impl Metrics {
     }
 }
 
-/// Per-thread CPU ticks and the process total, from procfs (Linux; `None` elsewhere).
+/// Per-thread CPU and run-queue time and the process total, from procfs (Linux only).
 struct CpuSample {
-    process: u64,
-    /// tid -> (name, ticks)
-    threads: HashMap<u64, (String, u64)>,
+    process_ticks: u64,
+    /// tid -> (name, ns on CPU, ns waiting for a CPU)
+    threads: HashMap<u64, (String, u64, u64)>,
 }
 
-/// Linux reports CPU times in clock ticks; USER_HZ is 100 on every mainstream platform.
+/// Linux reports process CPU times in clock ticks; USER_HZ is 100 on mainstream platforms.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 fn stat_ticks(stat: &str) -> Option<u64> {
@@ -561,8 +575,14 @@ fn stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// `schedstat` is "ns on CPU, ns waiting on a run queue, timeslices".
+fn schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
 fn cpu_sample() -> Option<CpuSample> {
-    let process = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let process_ticks = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
     let mut threads = HashMap::new();
     for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let Ok(tid) = entry.file_name().to_string_lossy().parse::<u64>() else {
@@ -570,14 +590,21 @@ fn cpu_sample() -> Option<CpuSample> {
         };
         let path = entry.path();
         let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if let Some(ticks) = std::fs::read_to_string(path.join("stat"))
+        let times = std::fs::read_to_string(path.join("schedstat"))
             .ok()
-            .and_then(|s| stat_ticks(&s))
-        {
-            threads.insert(tid, (name.trim().to_owned(), ticks));
+            .and_then(|s| schedstat(&s))
+            .or_else(|| {
+                let ticks = stat_ticks(&std::fs::read_to_string(path.join("stat")).ok()?)?;
+                Some((ticks * 10_000_000, 0))
+            });
+        if let Some((run, wait)) = times {
+            threads.insert(tid, (name.trim().to_owned(), run, wait));
         }
     }
-    Some(CpuSample { process, threads })
+    Some(CpuSample {
+        process_ticks,
+        threads,
+    })
 }
 
 fn cpu_split(
@@ -586,16 +613,22 @@ fn cpu_split(
     wall: Duration,
 ) -> Option<CpuSplit> {
     let (before, after) = (before?, after?);
-    let mut threads = BTreeMap::new();
-    for (tid, (name, ticks)) in &after.threads {
-        let was = before.threads.get(tid).map_or(0, |(_, t)| *t);
-        *threads.entry(name.clone()).or_insert(0.0) +=
-            ticks.saturating_sub(was) as f64 / CLOCK_TICKS_PER_SEC;
+    let mut threads: BTreeMap<String, ThreadGroup> = BTreeMap::new();
+    for (tid, (name, run, wait)) in &after.threads {
+        let (run0, wait0) = before.threads.get(tid).map_or((0, 0), |t| (t.1, t.2));
+        let ran = run.saturating_sub(run0);
+        if ran == 0 {
+            continue;
+        }
+        let g = threads.entry(name.clone()).or_default();
+        g.threads += 1;
+        g.cpu_s += ran as f64 / 1e9;
+        g.runqueue_wait_s += wait.saturating_sub(wait0) as f64 / 1e9;
     }
-    threads.retain(|_, s| *s > 0.0);
     Some(CpuSplit {
         wall_s: wall.as_secs_f64(),
-        process_s: after.process.saturating_sub(before.process) as f64 / CLOCK_TICKS_PER_SEC,
+        process_s: after.process_ticks.saturating_sub(before.process_ticks) as f64
+            / CLOCK_TICKS_PER_SEC,
         threads,
     })
 }

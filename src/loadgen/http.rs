@@ -183,26 +183,39 @@ pub(crate) fn destinations(count: usize, seed: u64) -> Vec<String> {
     out
 }
 
-/// A body of exactly `length` characters (the ticket number first, so all bodies differ);
-/// UCS-2 bodies carry a Cyrillic letter, which no GSM-7 table or look-alike covers.
+/// A body of exactly `length` characters. The ticket number recurs every
+/// [`TAG_PERIOD`] characters and ends the body, so every part of a long message (the
+/// short last one included) differs from every part of any other: the simulator counts
+/// identical submits as duplicates. UCS-2 bodies carry a Cyrillic letter, which no GSM-7
+/// table or look-alike replacement covers.
 pub(crate) fn message_body(ticket: u64, ucs2: bool, length: usize) -> String {
     const FILLER: &str = "The quick brown fox jumps over the lazy dog. ";
-    let mut body = if ucs2 {
+    let tag = if ucs2 {
         format!("#{ticket} Ж ")
     } else {
         format!("#{ticket} ")
     };
-    let mut chars = body.chars().count();
-    if chars > length {
-        return body.chars().take(length).collect();
-    }
+    let mut body = String::with_capacity(length + 8);
+    let mut chars = 0;
     while chars < length {
-        let take = (length - chars).min(FILLER.len());
-        body.push_str(&FILLER[..take]);
-        chars += take;
+        for c in tag.chars().chain(FILLER.chars()).take(TAG_PERIOD) {
+            if chars == length {
+                break;
+            }
+            body.push(c);
+            chars += 1;
+        }
+    }
+    let tag_len = tag.chars().count();
+    if length >= 2 * tag_len {
+        let keep: String = body.chars().take(length - tag_len).collect();
+        body = keep + &tag;
     }
     body
 }
+
+/// Shorter than the smallest part (67 UCS-2 units with a UDH), with room for a whole tag.
+const TAG_PERIOD: usize = 40;
 
 /// State shared by the workers of one run.
 struct Shared {
@@ -574,6 +587,16 @@ mod tests {
                 assert_eq!(b.chars().count(), length, "{b:?}");
                 if length >= 10 {
                     assert_eq!(b.contains('Ж'), ucs2, "{b:?}");
+                }
+                // Any 67-character window (the smallest part) holds a whole tag.
+                let chars: Vec<char> = b.chars().collect();
+                for w in chars.windows(67) {
+                    let w: String = w.iter().collect();
+                    assert!(w.contains("#123456 "), "{w:?}");
+                }
+                if length >= 20 {
+                    let tail: String = chars[length - 10..].iter().collect();
+                    assert!(tail.contains("#123456"), "{tail:?}");
                 }
             }
         }

@@ -20,7 +20,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::Serialize;
 
-pub use e2e::{CommitBatches, CpuSplit, E2eOptions, E2eSummary, run_e2e};
+pub use e2e::{CommitBatches, CpuSplit, E2eOptions, E2eSummary, ThreadGroup, run_e2e};
 pub use http::{HttpOptions, run_http};
 pub use report::{e2e_table, http_table};
 

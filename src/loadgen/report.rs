@@ -98,8 +98,8 @@ pub fn e2e_table(s: &E2eSummary) -> String {
         &mut out,
         "submit_sm accepted",
         format!(
-            "{}  (duplicates {})",
-            s.carrier_submits, s.carrier_duplicates
+            "{}  (duplicates {}, daemon resubmits {})",
+            s.carrier_submits, s.carrier_duplicates, s.resubmits
         ),
     );
     row(
@@ -148,10 +148,17 @@ pub fn e2e_table(s: &E2eSummary) -> String {
                 cpu.process_s / cpu.wall_s.max(1e-9)
             ),
         );
-        let mut threads: Vec<(&String, &f64)> = cpu.threads.iter().collect();
-        threads.sort_by(|a, b| b.1.total_cmp(a.1));
-        for (name, secs) in threads {
-            row(&mut out, &format!("thread {name}"), format!("{secs:.1} s"));
+        let mut threads: Vec<_> = cpu.threads.iter().collect();
+        threads.sort_by(|a, b| b.1.cpu_s.total_cmp(&a.1.cpu_s));
+        for (name, g) in threads {
+            row(
+                &mut out,
+                &format!("{name} x{}", g.threads),
+                format!(
+                    "{:.1} s on CPU, {:.1} s waiting for a CPU",
+                    g.cpu_s, g.runqueue_wait_s
+                ),
+            );
         }
     }
     if let Some(dir) = &s.dir {

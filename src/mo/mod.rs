@@ -145,6 +145,9 @@ impl InboundHandler for Inbound {
             .unwrap_or_default();
         let config = self.config.clone();
         let planner = self.planner.clone();
+        let carrier_nt = carrier_cfg
+            .filter(|c| !c.not_textable_receipt_errors.is_empty())
+            .map(|c| (c.not_textable_receipt_errors.clone(), c.not_textable_ttl));
         async move {
             if !dlr::is_receipt(&pdu) {
                 return inbound_text(store, config, carrier, pdu, alphabet, planner, metrics).await;
@@ -154,7 +157,15 @@ impl InboundHandler for Inbound {
                 metrics.receipts_unmatched.with_label_values(&[&carrier]).inc();
                 return 0;
             };
+            let not_textable = carrier_nt.as_ref().and_then(|(errors, ttl)| {
+                let err = parsed.err.as_deref()?.trim_start_matches('0');
+                errors.iter().any(|e| e == err).then(|| crate::store::NotTextable {
+                    reason: format!("carrier {carrier} receipt {} err {err}", parsed.stat),
+                    until: now_millis() + ttl.as_millis() as i64,
+                })
+            });
             let receipt = Receipt {
+                not_textable,
                 carrier: carrier.to_string(),
                 carrier_message_id: dlr::normalise_id(&parsed.id, format, IdSource::Receipt),
                 state: parsed.state,

@@ -206,7 +206,18 @@ impl<T> Scheduler<T> {
             self.len -= 1;
             return Some(queued.item);
         }
+        self.drop_stale_waits();
         None
+    }
+
+    /// Drops heap entries left behind by lines that were rescheduled, so the top is current
+    /// and `next_ready_at` exact.
+    fn drop_stale_waits(&mut self) {
+        while let Some(&Reverse((at, slot))) = self.waiting.peek()
+            && self.lines[slot as usize].state != LineState::Waiting(at)
+        {
+            self.waiting.pop();
+        }
     }
 
     /// Moves lines whose tokens are due by `now` to the back of the ready ring.

@@ -306,8 +306,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<SimStats, CliError> {
     let mut cfg = SimConfig {
-        // A long-running tool needs no submit log beyond recent history.
-        submit_log_capacity: 10_000,
+        // Nothing reads the submit log of the command-line tool; it would only cost time.
+        submit_log_capacity: 0,
         ..SimConfig::default()
     };
     settings.apply(&mut cfg)?;

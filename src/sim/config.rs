@@ -168,7 +168,8 @@ pub struct SimConfig {
     /// across restarts of the simulator.
     pub first_message_id: Option<u64>,
     /// How many submits [`Simulator::submits`](super::Simulator::submits) keeps (the most
-    /// recent ones); bounds memory in long runs.
+    /// recent ones); bounds memory in long runs. 0 keeps none and saves the copying, which
+    /// is what load tests want (`smsc-sim` uses 0).
     pub submit_log_capacity: usize,
     /// How long [`Simulator::inject_mo`](super::Simulator::inject_mo) waits for its
     /// `deliver_sm_resp`.

@@ -3,11 +3,15 @@
 //! (transmitter binds, refused receipts, sessions that closed with receipts pending).
 
 use std::{
+    cell::Cell,
     cmp::Reverse,
     collections::{BinaryHeap, VecDeque},
+    fmt::Write,
     sync::{Arc, atomic::Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+use bytes::Bytes;
 
 use rusmpp::{
     pdus::DeliverSm,
@@ -40,7 +44,7 @@ pub(crate) struct ReceiptJob {
     /// Receipts go to sessions bound with the system_id that submitted.
     pub system_id: Arc<str>,
     /// Already rendered in the receipt's id format.
-    pub message_id: String,
+    pub message_id: COctetString<1, 65>,
     /// The handset (the submit's destination): the receipt's source.
     pub handset: Address,
     /// The submitter (the submit's source): the receipt's destination.
@@ -55,34 +59,32 @@ pub(crate) struct ReceiptJob {
 impl ReceiptJob {
     /// The `deliver_sm` for this receipt, dated `done`.
     pub fn to_deliver_sm(&self, done: SystemTime) -> DeliverSm {
-        let err = if self.state.is_delivered() {
-            0
-        } else {
-            self.error_code
-        };
-        let body = format!(
-            "id:{} sub:001 dlvrd:{} submit date:{} done date:{} stat:{} err:{:03} text:{}",
+        let delivered = self.state.is_delivered();
+        let err = if delivered { 0 } else { self.error_code };
+        let mut body = String::with_capacity(160);
+        let _ = write!(
+            body,
+            "id:{} sub:001 dlvrd:{} submit date:",
             self.message_id,
-            if self.state.is_delivered() {
-                "001"
-            } else {
-                "000"
-            },
-            smpp_date(self.submit_date),
-            smpp_date(done),
-            self.state.stat(),
-            err,
-            self.text,
+            if delivered { "001" } else { "000" }
         );
-        let mut tlvs = vec![
-            MessageDeliveryRequestTlvValue::ReceiptedMessageId(
-                COctetString::from_string(self.message_id.clone()).unwrap_or_default(),
-            ),
-            MessageDeliveryRequestTlvValue::MessageState(MessageState::from(
-                self.state.message_state(),
-            )),
-        ];
-        if !self.state.is_delivered() {
+        push_smpp_date(&mut body, self.submit_date);
+        body.push_str(" done date:");
+        push_smpp_date(&mut body, done);
+        let _ = write!(
+            body,
+            " stat:{} err:{err:03} text:{}",
+            self.state.stat(),
+            self.text
+        );
+        let mut tlvs = Vec::with_capacity(3);
+        tlvs.push(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+            self.message_id.clone(),
+        ));
+        tlvs.push(MessageDeliveryRequestTlvValue::MessageState(
+            MessageState::from(self.state.message_state()),
+        ));
+        if !delivered {
             tlvs.push(MessageDeliveryRequestTlvValue::NetworkErrorCode(
                 NetworkErrorCode::new(ErrorCodeNetworkType::Gsm, err),
             ));
@@ -97,42 +99,49 @@ impl ReceiptJob {
             .esm_class(EsmClass::from(0x04))
             .registered_delivery(RegisteredDelivery::from(0))
             .data_coding(DataCoding::McSpecific)
-            // The body is ASCII and at most ~180 bytes, so it always fits.
-            .short_message(OctetString::from_vec(body.into_bytes()).unwrap_or_default())
+            // The body is ASCII and under 255 bytes (the id is at most 64, the text 20).
+            .short_message(
+                OctetString::from_bytes(Bytes::from(body.into_bytes())).unwrap_or_default(),
+            )
             .tlvs(tlvs)
             .build()
     }
 }
 
-/// First 20 characters of a message for the receipt's `text:` field; anything outside
-/// printable ASCII becomes `?` so the receipt stays plain data_coding 0.
-pub(crate) fn receipt_text(text: &str) -> String {
-    text.chars()
-        .take(20)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
+/// `YYMMDDhhmm` in UTC, the receipt date format.
+#[cfg(test)]
+fn smpp_date(t: SystemTime) -> String {
+    let mut out = String::with_capacity(10);
+    push_smpp_date(&mut out, t);
+    out
 }
 
-/// `YYMMDDhhmm` in UTC, the receipt date format.
-pub(crate) fn smpp_date(t: SystemTime) -> String {
+thread_local! {
+    /// The last minute rendered: receipts come in bursts within the same minute.
+    static LAST_DATE: Cell<(u64, [u8; 10])> = const { Cell::new((u64::MAX, [0; 10])) };
+}
+
+fn push_smpp_date(out: &mut String, t: SystemTime) {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{:02}{:02}{:02}{:02}{:02}",
-        y.rem_euclid(100),
-        m,
-        d,
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    let minute = secs / 60;
+    let (cached, mut text) = LAST_DATE.get();
+    if cached != minute {
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        let fields = [
+            y.rem_euclid(100) as u64,
+            u64::from(m),
+            u64::from(d),
+            rem / 3600,
+            (rem % 3600) / 60,
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            text[2 * i] = b'0' + (field / 10) as u8;
+            text[2 * i + 1] = b'0' + (field % 10) as u8;
+        }
+        LAST_DATE.set((minute, text));
+    }
+    out.extend(text.iter().map(|&b| char::from(b)));
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -256,23 +265,17 @@ mod tests {
         // 2024-02-29 13:45:10 UTC
         let t = UNIX_EPOCH + Duration::from_secs(1_709_214_310);
         assert_eq!(smpp_date(t), "2402291345");
+        // The same minute again (from the cache), then the next one.
+        assert_eq!(smpp_date(t + Duration::from_secs(40)), "2402291345");
+        assert_eq!(smpp_date(t + Duration::from_secs(60)), "2402291346");
         assert_eq!(smpp_date(UNIX_EPOCH), "7001010000");
-    }
-
-    #[test]
-    fn receipt_text_keeps_20_printable_ascii_characters() {
-        assert_eq!(
-            receipt_text("Hello, World! This is long"),
-            "Hello, World! This i"
-        );
-        assert_eq!(receipt_text("héllo\n"), "h?llo?");
     }
 
     #[test]
     fn undelivered_receipt_carries_error_and_network_error_code() {
         let job = ReceiptJob {
             system_id: "smsgate".into(),
-            message_id: "1a2b".into(),
+            message_id: COctetString::from_str_checked("1a2b"),
             handset: Address {
                 ton: 1,
                 npi: 1,
@@ -303,7 +306,7 @@ mod tests {
     trait FromStrChecked {
         fn from_str_checked(s: &str) -> Self;
     }
-    impl FromStrChecked for COctetString<1, 21> {
+    impl<const MAX: usize> FromStrChecked for COctetString<1, MAX> {
         fn from_str_checked(s: &str) -> Self {
             COctetString::from_string(s.to_string()).unwrap()
         }

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use rusmpp::{
     Command, CommandStatus, Pdu,
     pdus::{
@@ -33,7 +33,7 @@ use tokio_util::{codec::Encoder, sync::CancellationToken};
 use tracing::{debug, info};
 
 use super::{
-    Inner, ReceivedSubmit, SimConfig,
+    IdFormat, Inner, ReceivedSubmit, SimConfig,
     frame::{self, Frame, Header},
     receipt::{self, Address, ReceiptJob, RouterMsg},
     stats::bump,
@@ -543,7 +543,8 @@ impl Session {
                     .entries
                     .push(sub.entry(self.id, payload, None, Some(status.into())));
             }
-            let command = sub.response(status, seq, "");
+            // Error responses carry an empty message_id (SMPP 3.4 section 4.4.2).
+            let command = sub.response(status, seq, COctetString::default());
             self.respond(command, Vec::new(), response_due, now);
             return;
         }
@@ -552,17 +553,17 @@ impl Session {
             .inner
             .next_message_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let message_id = cfg.message_id_format.render(number);
+        let message_id = message_id_cstring(cfg.message_id_format, number);
         debug!(session = self.id, dest = %last4(dest), id = %message_id, "submit accepted");
         bump(&counters.submits_ok, 1);
         batch.accepted.push(sub.fingerprint(payload));
 
         let receipts = self.receipts_for(&sub, payload, number, &message_id, cfg);
-        let command = sub.response(status, seq, &message_id);
+        let command = sub.response(status, seq, message_id.clone());
         if keep {
             batch
                 .entries
-                .push(sub.entry(self.id, payload, Some(message_id), Some(0)));
+                .push(sub.entry(self.id, payload, Some(message_id.to_string()), Some(0)));
         }
         if cfg.receipt_before_response {
             // The response waits for its receipts, which go first.
@@ -588,7 +589,7 @@ impl Session {
         sub: &Submission<'_>,
         payload: Option<&[u8]>,
         number: u64,
-        message_id: &str,
+        message_id: &COctetString<1, 65>,
         cfg: &SimConfig,
     ) -> Vec<ReceiptJob> {
         let outcome = match cfg.receipt_error_for(sub.destination.addr.as_str()) {
@@ -622,16 +623,16 @@ impl Session {
         let job = ReceiptJob {
             system_id,
             message_id: if cfg.receipt_id_other_format {
-                cfg.message_id_format.other().render(number)
+                message_id_cstring(cfg.message_id_format.other(), number)
             } else {
-                message_id.to_string()
+                message_id.clone()
             },
             handset: sub.destination.clone(),
             submitter: sub.source.clone(),
             submit_date: SystemTime::now(),
             state,
             error_code,
-            text: receipt::receipt_text(&text::decode_short_message(sub.data_coding, false, head)),
+            text: text::ascii_preview(sub.data_coding, head, 20),
         };
         if cfg.duplicate_receipts {
             vec![job.clone(), job]
@@ -870,15 +871,27 @@ impl Submission<'_> {
         }
     }
 
-    fn response(&self, status: CommandStatus, seq: u32, message_id: &str) -> Command {
-        // Error responses carry an empty message_id (SMPP 3.4 section 4.4.2).
-        let id = COctetString::from_string(message_id.to_string()).unwrap_or_default();
+    fn response(&self, status: CommandStatus, seq: u32, id: COctetString<1, 65>) -> Command {
         if self.via_data_sm {
             Command::new(status, seq, DataSmResp::builder().message_id(id).build())
         } else {
             Command::new(status, seq, SubmitSmResp::builder().message_id(id).build())
         }
     }
+}
+
+/// A message id as a C-string, rendered without intermediate `String`s: this runs per submit.
+fn message_id_cstring(format: IdFormat, n: u64) -> COctetString<1, 65> {
+    use std::io::Write;
+    let mut buf = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = match format {
+        IdFormat::Hex => write!(cursor, "{n:x}"),
+        IdFormat::Decimal => write!(cursor, "{n}"),
+    };
+    // A u64 takes at most 20 digits, so the NUL always fits after them.
+    let len = cursor.position() as usize;
+    COctetString::from_bytes(Bytes::copy_from_slice(&buf[..=len])).unwrap_or_default()
 }
 
 /// True with probability `fraction`; never touches the RNG for 0.0.

@@ -77,6 +77,61 @@ pub fn gsm7_decode(septets: &[u8]) -> String {
     out
 }
 
+/// Up to `max` characters of a body (no UDH), for a receipt's `text:` field. Decoded by
+/// data_coding like [`decode_short_message`]; anything outside printable ASCII becomes `?`
+/// so the receipt stays plain data_coding 0. One allocation: this runs once per receipt.
+pub(crate) fn ascii_preview(data_coding: u8, body: &[u8], max: usize) -> String {
+    let mut out = String::with_capacity(max);
+    {
+        // Returns whether there is room for more.
+        let mut push = |c: char| {
+            out.push(if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            });
+            out.len() < max
+        };
+        match data_coding {
+            DC_GSM7 => {
+                let mut iter = body.iter();
+                while let Some(&b) = iter.next() {
+                    let c = if b == ESCAPE {
+                        let code = iter.next().copied().unwrap_or(0);
+                        GSM7_EXTENSION
+                            .iter()
+                            .find(|(_, c)| *c == code)
+                            .map_or('?', |(ch, _)| *ch)
+                    } else {
+                        GSM7_BASIC.get(usize::from(b)).copied().unwrap_or('?')
+                    };
+                    if !push(c) {
+                        break;
+                    }
+                }
+            }
+            DC_UCS2 => {
+                let units = body
+                    .chunks_exact(2)
+                    .map(|pair| u16::from_be_bytes([pair[0], pair[1]]));
+                for c in char::decode_utf16(units) {
+                    if !push(c.unwrap_or('?')) {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                for &b in body {
+                    if !push(char::from(b)) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// UTF-16 big-endian, as data_coding 8 carries it.
 pub fn ucs2_encode(text: &str) -> Vec<u8> {
     text.encode_utf16().flat_map(u16::to_be_bytes).collect()
@@ -200,6 +255,18 @@ mod tests {
         assert_eq!(parts[0].len(), 66 * 2);
         let joined: Vec<u8> = parts.concat();
         assert_eq!(ucs2_decode(&joined), text);
+    }
+
+    #[test]
+    fn receipt_preview_keeps_20_printable_ascii_characters() {
+        let gsm = gsm7_encode("Hello, World! This is long").unwrap();
+        assert_eq!(ascii_preview(DC_GSM7, &gsm, 20), "Hello, World! This i");
+        assert_eq!(
+            ascii_preview(DC_GSM7, &gsm7_encode("héllo\n€").unwrap(), 20),
+            "h?llo??"
+        );
+        assert_eq!(ascii_preview(DC_UCS2, &ucs2_encode("ok 👍"), 20), "ok ?");
+        assert_eq!(ascii_preview(DC_GSM7, &[], 20), "");
     }
 
     #[test]

@@ -154,9 +154,12 @@ pub enum PartOutcome {
         delay: Duration,
     },
     /// The carrier will never take it.
+    /// `not_textable` marks the number (landline, not a mobile...) when the carrier's config
+    /// says this status means so.
     Permanent {
         status: u32,
         reason: String,
+        not_textable: Option<NotTextable>,
     },
     /// No answer (timeout, connection lost, never written): resubmit.
     Lost,
@@ -211,6 +214,28 @@ impl ReceiptState {
     }
 }
 
+/// A carrier told us a number cannot take texts; remembered until `until` (numbers get ported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotTextable {
+    pub reason: String,
+    pub until: Millis,
+}
+
+/// What smsgate knows about a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberInfo {
+    pub number: PhoneNumber,
+    pub textable: bool,
+    pub line_type: Option<String>,
+    pub reason: Option<String>,
+    /// `carrier`, `lookup` or `operator`.
+    pub source: String,
+    pub carrier: Option<String>,
+    pub updated_at: Millis,
+    /// `None`: does not expire (operator overrides).
+    pub expires_at: Option<Millis>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Receipt {
     pub carrier: String,
@@ -221,6 +246,8 @@ pub struct Receipt {
     pub stat: String,
     pub err: Option<String>,
     pub received_at: Millis,
+    /// Set when the carrier's config says this receipt error means "cannot take texts".
+    pub not_textable: Option<NotTextable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,6 +532,12 @@ pub trait Store: Send + Sync + 'static {
         msg: NewMessage,
         window: std::time::Duration,
     ) -> BoxFuture<'_, StoreResult<TriggerOutcome>>;
+
+    /// What is known about a number (expired marks are not returned).
+    fn number_info(&self, number: PhoneNumber) -> BoxFuture<'_, StoreResult<Option<NumberInfo>>>;
+
+    /// Records what a lookup or an operator says about a number.
+    fn put_number_info(&self, info: NumberInfo) -> BoxFuture<'_, StoreResult<()>>;
 
     /// Adds an event to the outbox (durably, like every write).
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>>;

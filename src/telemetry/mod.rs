@@ -24,6 +24,7 @@ pub struct Metrics {
     pub malformed_pdus: IntCounterVec,
     pub mo: IntCounterVec,
     pub triggers: IntCounterVec,
+    pub number_checks: IntCounterVec,
     pub queue_depth: IntGauge,
     pub store_commit_batch: Histogram,
     pub store_commit_seconds: Histogram,
@@ -137,6 +138,11 @@ impl Metrics {
                 "smsgate_triggers_total",
                 "Call-center trigger calls by kind and result (sent, duplicate, skipped, or an error code).",
                 &["kind", "result"]
+            )),
+            number_checks: reg!(counter_vec(
+                "smsgate_number_checks_total",
+                "Number intelligence: cache_hit, cache_miss, and lookup results (textable, not_textable, timeout, error).",
+                &["result"]
             )),
             queue_depth: reg!(
                 IntGauge::new("smsgate_queue_depth", "Messages queued or sending.")

@@ -49,8 +49,9 @@ const MAX_PARKED: usize = 100_000;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Fetches triggered by completions are at least this far apart.
 const MIN_FETCH_GAP: Duration = Duration::from_millis(2);
-/// Under load, fetch again after this many completions...
-const REFETCH_AFTER: usize = BATCH / 8;
+/// Under load, fetch again after this many completions (a fetch reads every pending event's
+/// conversation head, so it is not cheap)...
+const REFETCH_AFTER: usize = BATCH / 2;
 /// ...or as soon as anything completes when fewer than this many are in flight.
 const LOW_WATER: usize = BATCH / 4;
 
@@ -84,6 +85,8 @@ pub async fn run_dispatcher(
     });
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut router = Router::start(&ctx, endpoints, &metrics, &done_tx, &stop_lanes);
+    // Lanes also stop if this future is dropped instead of shut down.
+    let _lanes = stop_lanes.clone().drop_guard();
     // Only lanes and deliveries hold senders now: `recv` ends once all of them are gone.
     drop(done_tx);
     let gauge = CancellationToken::new();
@@ -110,6 +113,8 @@ pub async fn run_dispatcher(
         if want_fetch && Instant::now() >= next_fetch {
             completed = 0;
             next_fetch = Instant::now() + MIN_FETCH_GAP;
+            // The poll only matters when nothing else triggers fetches.
+            tick.reset();
             match router.fetch(&*store).await {
                 Ok(more) => want_fetch = more,
                 Err(e) => {

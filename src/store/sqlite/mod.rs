@@ -63,7 +63,9 @@ CREATE TABLE receipts_held (
     state TEXT NOT NULL,
     stat TEXT NOT NULL,
     err TEXT,
-    received_at INTEGER NOT NULL
+    received_at INTEGER NOT NULL,
+    nt_reason TEXT,
+    nt_until INTEGER
 );
 CREATE INDEX receipts_held_by_id ON receipts_held (carrier, carrier_message_id);
 CREATE TABLE idempotency (
@@ -144,6 +146,16 @@ CREATE TABLE trigger_sends (
     sent_at INTEGER NOT NULL,
     PRIMARY KEY (line, number)
 ) WITHOUT ROWID;
+CREATE TABLE numbers (
+    number TEXT PRIMARY KEY,
+    textable INTEGER NOT NULL,
+    line_type TEXT,
+    reason TEXT,
+    source TEXT NOT NULL,
+    carrier TEXT,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER
+) WITHOUT ROWID;
 CREATE TABLE after_hours_replies (
     line TEXT NOT NULL,
     number TEXT NOT NULL,
@@ -178,6 +190,7 @@ enum Op {
     ExpirePartials(Millis, InboundPlanner, Reply<u64>),
     OptOut(String, OptOutChange, Reply<u64>),
     MarkRead(PhoneNumber, PhoneNumber, Reply<u64>),
+    PutNumber(NumberInfo, Reply<()>),
     Triggered(NewMessage, std::time::Duration, Reply<TriggerOutcome>),
     /// Commit what came before, then stop.
     Shutdown,
@@ -394,7 +407,9 @@ fn fail(op: Op, msg: &str) -> Done {
         Op::Attempt(_, tx) => Done::Unit(tx, e(msg)),
         Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
         Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
-        Op::Enqueue(_, tx) | Op::EventResult(_, _, tx) => Done::Unit(tx, e(msg)),
+        Op::Enqueue(_, tx) | Op::EventResult(_, _, tx) | Op::PutNumber(_, tx) => {
+            Done::Unit(tx, e(msg))
+        }
         Op::Replay(_, _, tx)
         | Op::ExpirePartials(_, _, tx)
         | Op::OptOut(_, _, tx)
@@ -467,6 +482,26 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
                 )?
                 .execute(params![m.line.as_str(), m.to.as_str(), m.id.as_str(), m.created_at])?;
                 Ok(TriggerOutcome::Inserted)
+            }),
+        ),
+        Op::PutNumber(info, reply) => Done::Unit(
+            reply,
+            guarded(tx, |c| {
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO numbers (number, textable, line_type, reason, source, carrier, updated_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    info.number.as_str(),
+                    info.textable,
+                    info.line_type,
+                    info.reason,
+                    info.source,
+                    info.carrier,
+                    info.updated_at,
+                    info.expires_at
+                ])?;
+                Ok(())
             }),
         ),
         Op::MarkRead(line, number, reply) => Done::Count(
@@ -617,7 +652,7 @@ fn claim(c: &Connection, ctx: &Ctx<'_>, carrier: &str, limit: usize) -> StoreRes
 fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
     let now = now_millis();
     let mut retry_delay: Option<std::time::Duration> = None;
-    let mut permanent: Option<(u32, &str)> = None;
+    let mut permanent: Option<(u32, &str, Option<&NotTextable>)> = None;
     for (seq, outcome) in &a.parts {
         match outcome {
             PartOutcome::Accepted { carrier_message_id } => {
@@ -626,7 +661,7 @@ fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
                      VALUES (?1, ?2, ?3, ?4, 'sent', ?5)",
                 )?
                 .execute(params![a.id.as_str(), seq, a.carrier, carrier_message_id, now])?;
-                apply_held_receipts(c, &a.carrier, carrier_message_id)?;
+                apply_held_receipts(c, &a.id, *seq, &a.carrier, carrier_message_id)?;
             }
             PartOutcome::Retry { delay, .. } => {
                 retry_delay = Some(retry_delay.map_or(*delay, |d| d.max(*delay)));
@@ -634,7 +669,11 @@ fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
             PartOutcome::Lost => {
                 retry_delay.get_or_insert(std::time::Duration::ZERO);
             }
-            PartOutcome::Permanent { status, reason } => permanent = Some((*status, reason)),
+            PartOutcome::Permanent {
+                status,
+                reason,
+                not_textable,
+            } => permanent = Some((*status, reason, not_textable.as_ref())),
         }
     }
     let status: Option<String> = c
@@ -645,17 +684,28 @@ fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
         // Already final (e.g. a receipt beat us) or unknown: nothing to move.
         return Ok(());
     }
-    if let Some((code, reason)) = permanent {
+    if let Some((code, reason, not_textable)) = permanent {
+        let (error_code, error_message) = match not_textable {
+            Some(nt) => {
+                mark_not_textable(c, &a.id, &a.carrier, nt, now)?;
+                (
+                    "not_textable".to_owned(),
+                    format!(
+                        "the number cannot take texts: {} (command_status 0x{code:08X})",
+                        nt.reason
+                    ),
+                )
+            }
+            None => (
+                reason.to_owned(),
+                format!("carrier refused the message: {reason} (command_status 0x{code:08X})"),
+            ),
+        };
         c.prepare_cached(
             "UPDATE messages SET status = 'failed', error_code = ?2, error_message = ?3, \
              attempts = attempts + 1, updated_at = ?4 WHERE id = ?1",
         )?
-        .execute(params![
-            a.id.as_str(),
-            reason,
-            format!("carrier refused the message: {reason} (command_status 0x{code:08X})"),
-            now
-        ])?;
+        .execute(params![a.id.as_str(), error_code, error_message, now])?;
         emit_status(c, ctx, &a.id, now)?;
     } else if let Some(delay) = retry_delay {
         c.prepare_cached(
@@ -716,8 +766,8 @@ fn settle(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> StoreRe
             _ => (None, None),
         };
         c.prepare_cached(
-            "UPDATE messages SET status = ?2, error_code = coalesce(?3, error_code), \
-             error_message = coalesce(?4, error_message), updated_at = ?5 WHERE id = ?1",
+            "UPDATE messages SET status = ?2, error_code = coalesce(error_code, ?3), \
+             error_message = coalesce(error_message, ?4), updated_at = ?5 WHERE id = ?1",
         )?
         .execute(params![id.as_str(), next.as_str(), code, message, now])?;
         emit_status(c, ctx, id, now)?;
@@ -754,22 +804,38 @@ fn apply_receipt(
     let Some((id, seq)) = found else {
         return Ok(None);
     };
+    let id = MessageId::from_store(id);
+    receipt_to_part(c, &id, seq, r)?;
+    let state = settle(c, ctx, &id, r.received_at)?;
+    Ok(Some((id, state)))
+}
+
+/// Writes a receipt's verdict on one part (and a "cannot take texts" mark if it carries one).
+fn receipt_to_part(c: &Connection, id: &MessageId, seq: u32, r: &Receipt) -> StoreResult<()> {
     let done_at = (r.state != ReceiptState::Enroute).then_some(r.received_at);
     c.prepare_cached(
         "UPDATE parts SET status = ?3, receipt_stat = ?4, receipt_err = ?5, done_at = ?6 \
          WHERE message_id = ?1 AND seq = ?2",
     )?
     .execute(params![
-        id,
+        id.as_str(),
         seq,
         part_status(r.state),
         r.stat,
         r.err,
         done_at
     ])?;
-    let id = MessageId::from_store(id);
-    let state = settle(c, ctx, &id, r.received_at)?;
-    Ok(Some((id, state)))
+    if let Some(nt) = &r.not_textable {
+        mark_not_textable(c, id, &r.carrier, nt, r.received_at)?;
+        c.prepare_cached(
+            "UPDATE messages SET error_code = 'not_textable', error_message = ?2 WHERE id = ?1",
+        )?
+        .execute(params![
+            id.as_str(),
+            format!("the number cannot take texts: {}", nt.reason)
+        ])?;
+    }
+    Ok(())
 }
 
 fn receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<ReceiptMatch> {
@@ -777,8 +843,8 @@ fn receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<ReceiptMat
         Some((id, state)) => Ok(ReceiptMatch::Matched { id, state }),
         None => {
             c.prepare_cached(
-                "INSERT INTO receipts_held (carrier, carrier_message_id, state, stat, err, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO receipts_held (carrier, carrier_message_id, state, stat, err, received_at, \
+                 nt_reason, nt_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 r.carrier,
@@ -786,7 +852,9 @@ fn receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<ReceiptMat
                 r.state.as_str(),
                 r.stat,
                 r.err,
-                r.received_at
+                r.received_at,
+                r.not_textable.as_ref().map(|n| &n.reason),
+                r.not_textable.as_ref().map(|n| n.until)
             ])?;
             Ok(ReceiptMatch::Held)
         }
@@ -794,13 +862,21 @@ fn receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<ReceiptMat
 }
 
 /// A receipt that arrived before its `submit_sm_resp` is applied as soon as the part exists.
-fn apply_held_receipts(c: &Connection, carrier: &str, carrier_message_id: &str) -> StoreResult<()> {
+fn apply_held_receipts(
+    c: &Connection,
+    id: &MessageId,
+    seq: u32,
+    carrier: &str,
+    carrier_message_id: &str,
+) -> StoreResult<()> {
     let held: Vec<Receipt> = c
         .prepare_cached(
-            "SELECT state, stat, err, received_at FROM receipts_held \
+            "SELECT state, stat, err, received_at, nt_reason, nt_until FROM receipts_held \
              WHERE carrier = ?1 AND carrier_message_id = ?2 ORDER BY received_at",
         )?
         .query_map(params![carrier, carrier_message_id], |r| {
+            let nt_reason: Option<String> = r.get(4)?;
+            let nt_until: Option<Millis> = r.get(5)?;
             Ok(Receipt {
                 carrier: carrier.to_owned(),
                 carrier_message_id: carrier_message_id.to_owned(),
@@ -809,31 +885,37 @@ fn apply_held_receipts(c: &Connection, carrier: &str, carrier_message_id: &str) 
                 stat: r.get(1)?,
                 err: r.get(2)?,
                 received_at: r.get(3)?,
+                not_textable: nt_reason
+                    .zip(nt_until)
+                    .map(|(reason, until)| NotTextable { reason, until }),
             })
         })?
         .collect::<Result<_, _>>()?;
     if held.is_empty() {
         return Ok(());
     }
+    // The part row was just written; the message settles once all its parts are in.
     for r in &held {
-        // The part row was just written, so this finds it; the message settles once all parts are in.
-        let part_status = part_status(r.state);
-        let done_at = (r.state != ReceiptState::Enroute).then_some(r.received_at);
-        c.prepare_cached(
-            "UPDATE parts SET status = ?3, receipt_stat = ?4, receipt_err = ?5, done_at = ?6 \
-             WHERE carrier = ?1 AND carrier_message_id = ?2",
-        )?
-        .execute(params![
-            carrier,
-            carrier_message_id,
-            part_status,
-            r.stat,
-            r.err,
-            done_at
-        ])?;
+        receipt_to_part(c, id, seq, r)?;
     }
     c.prepare_cached("DELETE FROM receipts_held WHERE carrier = ?1 AND carrier_message_id = ?2")?
         .execute(params![carrier, carrier_message_id])?;
+    Ok(())
+}
+
+/// Remembers that the recipient of message `id` cannot take texts.
+fn mark_not_textable(
+    c: &Connection,
+    id: &MessageId,
+    carrier: &str,
+    nt: &NotTextable,
+    now: Millis,
+) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO numbers (number, textable, line_type, reason, source, carrier, updated_at, expires_at) \
+         SELECT to_number, 0, NULL, ?2, 'carrier', ?3, ?4, ?5 FROM messages WHERE id = ?1",
+    )?
+    .execute(params![id.as_str(), nt.reason, carrier, now, nt.until])?;
     Ok(())
 }
 
@@ -1155,6 +1237,34 @@ impl Store for SqliteStore {
         window: std::time::Duration,
     ) -> BoxFuture<'_, StoreResult<TriggerOutcome>> {
         self.call(move |tx| Op::Triggered(msg, window, tx)).boxed()
+    }
+
+    fn number_info(&self, number: PhoneNumber) -> BoxFuture<'_, StoreResult<Option<NumberInfo>>> {
+        self.read(move |c| {
+            let now = now_millis();
+            Ok(c.prepare_cached(
+                "SELECT textable, line_type, reason, source, carrier, updated_at, expires_at FROM numbers \
+                 WHERE number = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?
+            .query_row(params![number.as_str(), now], |r| {
+                Ok(NumberInfo {
+                    number: number.clone(),
+                    textable: r.get(0)?,
+                    line_type: r.get(1)?,
+                    reason: r.get(2)?,
+                    source: r.get(3)?,
+                    carrier: r.get(4)?,
+                    updated_at: r.get(5)?,
+                    expires_at: r.get(6)?,
+                })
+            })
+            .optional()?)
+        })
+        .boxed()
+    }
+
+    fn put_number_info(&self, info: NumberInfo) -> BoxFuture<'_, StoreResult<()>> {
+        self.call(|tx| Op::PutNumber(info, tx)).boxed()
     }
 
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>> {
