@@ -13,6 +13,9 @@ const DEFAULT_CONFIG: &str = "config/smsgate.toml";
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log line format: text, or json (one object per line, for log shippers).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -31,6 +34,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = if cli.log_format == "json" {
+        telemetry::LogFormat::Json
+    } else {
+        telemetry::LogFormat::Text
+    };
     match cli.command.unwrap_or(Command::Run {
         config: PathBuf::from(DEFAULT_CONFIG),
     }) {
@@ -45,7 +53,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            telemetry::init_logging("info");
+            telemetry::init_logging_as("info", log_format);
             let cfg = match config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {

@@ -198,10 +198,32 @@ impl Default for Metrics {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// Installs the global tracing subscriber (`RUST_LOG` overrides `default_filter`).
 pub fn init_logging(default_filter: &str) {
+    init_logging_as(default_filter, LogFormat::Text);
+}
+
+pub fn init_logging_as(default_filter: &str, format: LogFormat) {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = match format {
+        LogFormat::Text => fmt().with_env_filter(filter).with_target(false).try_init(),
+        LogFormat::Json => fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_target(false)
+            .with_current_span(false)
+            .try_init(),
+    };
 }
