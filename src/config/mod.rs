@@ -133,6 +133,11 @@ pub struct Carrier {
     pub id: String,
     pub host: String,
     pub port: u16,
+    /// TLS (`smpps`): the client config and the name to verify.
+    pub tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+    )>,
     pub system_id: String,
     pub password: String,
     pub system_type: String,

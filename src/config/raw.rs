@@ -227,8 +227,20 @@ pub struct RawCarrier {
     #[serde(default = "default_host")]
     pub host: String,
     pub port: u16,
+    /// `smpps`: TLS to the carrier.
     #[serde(default)]
     pub tls: bool,
+    /// CA certificates (PEM) to trust instead of the system's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// Name to verify the carrier's certificate against (default: `host`).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// Client certificate chain and key (PEM), for carriers that require one.
+    #[serde(default)]
+    pub tls_client_cert: Option<String>,
+    #[serde(default)]
+    pub tls_client_key: Option<String>,
     pub system_id: Spanned<String>,
     pub password: Spanned<String>,
     #[serde(default)]

@@ -168,12 +168,37 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         } else if !carrier_ids.insert(id.clone()) {
             e.at(&c.id, format!("duplicate carrier id {id:?}"));
         }
-        if c.tls {
-            e.at(
-                &c.id,
-                "tls = true is not supported yet; use a TLS tunnel (stunnel) for now",
-            );
-        }
+        let tls = if c.tls {
+            let client = match (&c.tls_client_cert, &c.tls_client_key) {
+                (Some(cert), Some(key)) => {
+                    Some((std::path::Path::new(cert), std::path::Path::new(key)))
+                }
+                (None, None) => None,
+                _ => {
+                    e.at(&c.id, "tls_client_cert and tls_client_key go together");
+                    None
+                }
+            };
+            let name = c.tls_server_name.clone().unwrap_or_else(|| c.host.clone());
+            let server_name = rustls_pki_types::ServerName::try_from(name.clone());
+            let ca = c.tls_ca_file.as_deref().map(std::path::Path::new);
+            match (crate::net::tls_client_config(ca, client), server_name) {
+                (Ok(cfg), Ok(sn)) => Some((Arc::new(cfg), sn.to_owned())),
+                (Err(problem), _) => {
+                    e.at(&c.id, format!("carrier tls: {problem}"));
+                    None
+                }
+                (_, Err(_)) => {
+                    e.at(
+                        &c.id,
+                        format!("carrier tls: {name:?} is not a valid server name"),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if c.system_id.get_ref().is_empty() || c.system_id.get_ref().len() > 15 {
             e.at(
                 &c.system_id,
@@ -205,6 +230,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             id: id.clone(),
             host: c.host.clone(),
             port: c.port,
+            tls,
             system_id: c.system_id.get_ref().clone(),
             password,
             system_type: c.system_type.clone(),

@@ -175,6 +175,44 @@ async fn slot_loop(
         };
         // Small PDUs must not wait for Nagle; we batch writes ourselves.
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn Io> = match &cfg.tls {
+            None => Box::new(stream),
+            Some((tls, name)) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                match tokio::time::timeout(
+                    cfg.response_timeout,
+                    connector.connect(name.clone(), stream),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => {
+                        tracing::warn!(carrier, slot, error = %e, retry_in = ?backoff, "TLS handshake with carrier failed");
+                        metrics
+                            .bind_attempts
+                            .with_label_values(&[carrier, "tls_error"])
+                            .inc();
+                        if wait_or_shutdown(jitter(backoff), &mut shutdown).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(cfg.reconnect_max);
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(carrier, slot, retry_in = ?backoff, "TLS handshake with carrier timed out");
+                        metrics
+                            .bind_attempts
+                            .with_label_values(&[carrier, "tls_error"])
+                            .inc();
+                        if wait_or_shutdown(jitter(backoff), &mut shutdown).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(cfg.reconnect_max);
+                        continue;
+                    }
+                }
+            }
+        };
         let mut was_bound = false;
         let result = session::run(
             stream,
@@ -244,6 +282,10 @@ async fn slot_loop(
         });
     }
 }
+
+/// A carrier connection: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
 /// Sleeps unless shutdown comes first; true when shutting down.
 async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {

@@ -419,9 +419,7 @@ mod tests {
     }
 
     /// A fake carrier: accepts the bind, then hands every frame to `on_frame`.
-    async fn carrier(
-        io: tokio::io::DuplexStream,
-    ) -> Framed<tokio::io::DuplexStream, SmppCodec> {
+    async fn carrier(io: tokio::io::DuplexStream) -> Framed<tokio::io::DuplexStream, SmppCodec> {
         let mut f = Framed::new(io, SmppCodec::new(4096));
         let Some(Ok(Frame::Command(bind))) = f.next().await else {
             panic!("expected a bind")
@@ -464,11 +462,15 @@ mod tests {
         let mut seen = Vec::new();
         // Exactly the window arrives before we answer anything.
         for _ in 0..4 {
-            let Some(Ok(Frame::Command(c))) = smsc.next().await else { panic!() };
+            let Some(Ok(Frame::Command(c))) = smsc.next().await else {
+                panic!()
+            };
             seen.push(c.sequence_number());
         }
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), smsc.next()).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(200), smsc.next())
+                .await
+                .is_err(),
             "a fifth submit went out while 4 were in flight"
         );
         let mut answered = 0;
@@ -476,18 +478,25 @@ mod tests {
             let seq = if let Some(s) = seen.pop() {
                 s
             } else {
-                let Some(Ok(Frame::Command(c))) = smsc.next().await else { panic!() };
+                let Some(Ok(Frame::Command(c))) = smsc.next().await else {
+                    panic!()
+                };
                 c.sequence_number()
             };
             let resp = SubmitSmResp::builder()
                 .message_id(format!("id{seq}").parse().unwrap())
                 .build();
-            smsc.send(&Command::new(CommandStatus::EsmeRok, seq, resp)).await.unwrap();
+            smsc.send(&Command::new(CommandStatus::EsmeRok, seq, resp))
+                .await
+                .unwrap();
             answered += 1;
         }
         for _ in 0..10 {
             let c = done_rx.recv().await.unwrap();
-            assert!(matches!(c.result, SubmitResult::Response { status: 0, .. }), "{c:?}");
+            assert!(
+                matches!(c.result, SubmitResult::Response { status: 0, .. }),
+                "{c:?}"
+            );
         }
         drop(req_tx);
         let end = session.await.unwrap().unwrap();
@@ -535,22 +544,36 @@ mod tests {
         }
         // The session still sends and completes submits.
         req_tx.send(request(1)).await.unwrap();
-        let Some(Ok(Frame::Command(c))) = smsc.next().await else { panic!() };
-        let resp = SubmitSmResp::builder().message_id("abc".parse().unwrap()).build();
-        smsc.send(&Command::new(CommandStatus::EsmeRok, c.sequence_number(), resp))
-            .await
-            .unwrap();
+        let Some(Ok(Frame::Command(c))) = smsc.next().await else {
+            panic!()
+        };
+        let resp = SubmitSmResp::builder()
+            .message_id("abc".parse().unwrap())
+            .build();
+        smsc.send(&Command::new(
+            CommandStatus::EsmeRok,
+            c.sequence_number(),
+            resp,
+        ))
+        .await
+        .unwrap();
         let done = done_rx.recv().await.unwrap();
         assert_eq!(
             done.result,
-            SubmitResult::Response { status: 0, message_id: "abc".into() }
+            SubmitResult::Response {
+                status: 0,
+                message_id: "abc".into()
+            }
         );
         // A carrier that closes the connection ends the session with in-flight work reported lost.
         req_tx.send(request(2)).await.unwrap();
         let _ = smsc.next().await;
         drop(smsc);
         let end = session.await.unwrap().unwrap();
-        assert!(matches!(end, SessionEnd::Failed(SessionError::Closed)), "{end:?}");
+        assert!(
+            matches!(end, SessionEnd::Failed(SessionError::Closed)),
+            "{end:?}"
+        );
         let lost = done_rx.recv().await.unwrap();
         assert_eq!(lost.result, SubmitResult::ConnectionLost);
     }
