@@ -142,9 +142,11 @@ pub async fn run(
         dispatchers.spawn(dispatch::run_dispatcher(
             store.clone(),
             handle.clone(),
+            config.clone(),
             c.clone(),
             tracker,
             notify,
+            metrics.clone(),
             shutdown.clone(),
         ));
         handles.push(handle);

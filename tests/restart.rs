@@ -162,7 +162,7 @@ fn check_config_prints_every_error_with_its_line_and_exits_2() {
     assert!(err.contains(&format!("{shown}:18: password")), "{err}");
     assert!(
         err.contains(&format!(
-            "{shown}:31: line refers to unknown app \"nobody\""
+            "{shown}:33: line refers to unknown app \"nobody\""
         )),
         "{err}"
     );

@@ -26,6 +26,15 @@ pub struct SubmitBody {
     pub body: String,
     #[serde(default)]
     pub client_ref: Option<String>,
+    /// `high` goes ahead of bulk traffic on the same line.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Seconds after which an unsent message expires instead of going out late.
+    #[serde(default)]
+    pub validity_secs: Option<u64>,
+    /// Not sent before this time (RFC 3339).
+    #[serde(default)]
+    pub send_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +187,35 @@ async fn submit_inner(
             })
         }
     };
+    let high_priority = match req.priority.as_deref() {
+        None | Some("normal") => false,
+        Some("high") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_request(format!(
+                "`priority` {other:?} must be \"high\" or \"normal\""
+            )));
+        }
+    };
+    let now = now_millis();
+    let send_at = match &req.send_at {
+        None => None,
+        Some(s) => Some(
+            s.parse::<jiff::Timestamp>()
+                .map_err(|e| {
+                    ApiError::invalid_request(format!("`send_at` is not an RFC 3339 time: {e}"))
+                })?
+                .as_millisecond(),
+        ),
+    };
+    let validity_ms = match req.validity_secs {
+        Some(0) => {
+            return Err(ApiError::invalid_request(
+                "`validity_secs` must be at least 1",
+            ));
+        }
+        Some(v) => v.saturating_mul(1000).min(i64::MAX as u64 / 2) as i64,
+        None => line.validity.as_millis() as i64,
+    };
     let msg = NewMessage {
         id: MessageId::generate(),
         app_id: app.id.clone(),
@@ -188,9 +226,12 @@ async fn submit_inner(
         encoding: plan.encoding.as_str(),
         segments: plan.parts as u32,
         carrier: line.carrier.clone(),
-        created_at: now_millis(),
+        created_at: now,
         kind: MessageKind::Api,
         exempt_opt_out: false,
+        high_priority,
+        send_at,
+        expires_at: Some(send_at.unwrap_or(now).max(now) + validity_ms),
     };
     let id = msg.id.clone();
     tracing::debug!(message = %id, to = %msg.to, body = %msg.body, "submit");

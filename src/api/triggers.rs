@@ -102,6 +102,10 @@ pub async fn fire(
             created_at: now_millis(),
             kind: MessageKind::Trigger,
             exempt_opt_out: false,
+            // The caller is waiting on the line: ahead of bulk, and never hours late.
+            high_priority: true,
+            send_at: None,
+            expires_at: Some(now_millis() + line.validity.as_millis() as i64),
         };
         let id = msg.id.clone();
         match state

@@ -156,6 +156,8 @@ pub struct Carrier {
     pub simulator_receipt_delay: Duration,
     pub mo_default_alphabet: MoAlphabet,
     pub not_textable_statuses: Vec<u32>,
+    /// Submits per second allowed by the carrier (None: no limit).
+    pub max_rate: Option<f64>,
     pub not_textable_receipt_errors: Vec<String>,
     /// From `[numbers]`: how long a mark from this carrier lasts.
     pub not_textable_ttl: Duration,
@@ -182,6 +184,9 @@ pub struct Line {
     pub rate_class: RateClass,
     pub help_text: Option<String>,
     pub lookup_fail_closed: bool,
+    pub validity: Duration,
+    /// Segments per second and burst.
+    pub rate: crate::ratelimit::LineLimit,
     pub hours: Option<crate::policy::Hours>,
     /// On-call number told about after-hours texts.
     pub staff_notify: Option<PhoneNumber>,

@@ -269,6 +269,9 @@ pub struct RawCarrier {
     pub simulator_receipt_delay: Dur,
     #[serde(default)]
     pub mo_default_alphabet: MoAlphabet,
+    /// Most submits per second the carrier contract allows (0: no limit).
+    #[serde(default)]
+    pub max_rate: f64,
     /// `submit_sm_resp` statuses that mean "this number cannot take texts" on this carrier.
     #[serde(default)]
     pub not_textable_statuses: Vec<u32>,
@@ -288,6 +291,17 @@ pub struct RawLine {
     /// Answer to HELP on this line (default: `[opt_out].help_reply`).
     #[serde(default)]
     pub help_text: Option<String>,
+    /// A message not sent within this long after it was accepted expires instead of going
+    /// out late (default 24h; a submit's `validity_secs` overrides it).
+    #[serde(default = "default_validity")]
+    pub validity: Dur,
+    /// Segments per second this line may send (default by `rate_class`).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Segments that may go back to back after the line was idle (default: a tenth of a
+    /// second's worth, at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
     /// Refuse sends when the line-type lookup cannot answer (default: send anyway).
     #[serde(default)]
     pub lookup_fail_closed: bool,
@@ -307,6 +321,10 @@ impl<'de> Deserialize<'de> for Dur {
             .map(Dur)
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
     }
+}
+
+fn default_validity() -> Dur {
+    Dur(Duration::from_secs(24 * 3600))
 }
 
 fn default_host() -> String {

@@ -223,6 +223,12 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         if !(1..=64).contains(&binds) {
             e.at(&c.binds, format!("binds {binds} must be between 1 and 64"));
         }
+        if !(c.max_rate.is_finite() && c.max_rate >= 0.0) {
+            e.at(
+                &c.id,
+                "max_rate must be a number of submits per second (0: no limit)",
+            );
+        }
         if c.max_command_length < 512 {
             e.at(&c.id, "max_command_length must be at least 512");
         }
@@ -247,6 +253,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             simulator_receipt_delay: c.simulator_receipt_delay.0,
             mo_default_alphabet: c.mo_default_alphabet,
             not_textable_statuses: c.not_textable_statuses.clone(),
+            max_rate: (c.max_rate > 0.0).then_some(c.max_rate),
             not_textable_receipt_errors: c
                 .not_textable_receipt_errors
                 .iter()
@@ -283,6 +290,19 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                 format!("line refers to unknown carrier {:?}", l.carrier.get_ref()),
             );
         }
+        let mut rate = crate::ratelimit::LineLimit::for_class(l.rate_class);
+        if let Some(r) = l.rate {
+            if !(r.is_finite() && r > 0.0) {
+                e.at(
+                    &l.number,
+                    format!("line rate {r} must be a positive number of segments per second"),
+                );
+            }
+            rate = crate::ratelimit::LineLimit::per_second(r);
+        }
+        if let Some(b) = l.burst {
+            rate.burst = b.max(1);
+        }
         let mut hours = None;
         let mut staff_notify = None;
         if let Some(h) = &l.hours {
@@ -315,6 +335,8 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                     rate_class: l.rate_class,
                     help_text: l.help_text.clone(),
                     lookup_fail_closed: l.lookup_fail_closed,
+                    validity: l.validity.0,
+                    rate,
                     hours,
                     staff_notify,
                 }),

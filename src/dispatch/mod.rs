@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, atomic::AtomicU16, atomic::Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -17,12 +20,14 @@ use rusmpp::{
 use tokio::{
     sync::{Notify, mpsc, watch},
     task::JoinSet,
+    time::Instant,
 };
 
 use crate::{
     config,
     dlr::{IdSource, normalise_id},
     domain::MessageId,
+    ratelimit::{LineLimit, Priority, Scheduler},
     segment,
     smpp::{
         carrier::CarrierHandle,
@@ -46,6 +51,9 @@ struct InFlight {
 pub struct Tracker {
     // std Mutex: held only for map updates, never across an await.
     messages: Mutex<HashMap<MessageId, InFlight>>,
+    /// Throttling answers and accepted submits seen, for the scheduler's adaptive rate.
+    throttled: AtomicU64,
+    accepted: AtomicU64,
 }
 
 impl Tracker {
@@ -92,18 +100,34 @@ impl Tracker {
     }
 }
 
-/// Claims and sends one carrier's queued messages until shutdown.
+/// How much claimed work may wait in the scheduler, in windows.
+const SCHEDULED_WINDOWS: usize = 4;
+/// A line with this many messages already waiting for tokens gets no more claimed for now.
+const LINE_BACKLOG: usize = 8;
+
+/// Claims and sends one carrier's queued messages until shutdown: claimed messages wait in a
+/// fair scheduler until their line and the carrier have rate tokens, then their parts are
+/// queued on the carrier's sessions.
 pub async fn run_dispatcher(
     store: Arc<dyn Store>,
     carrier: Arc<CarrierHandle>,
+    config: Arc<config::Config>,
     cfg: Arc<config::Carrier>,
     tracker: Arc<Tracker>,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let reference = AtomicU16::new(rand::random());
     let opts = segment::Options::default();
-    let limit = cfg.window * cfg.binds;
+    let window = cfg.window * cfg.binds;
+    let cap = window * SCHEDULED_WINDOWS;
+    let mut sched: Scheduler<Claimed> = Scheduler::new(cfg.max_rate, 0);
+    let (mut seen_throttled, mut seen_accepted) = (0u64, 0u64);
+    let mut seen_waits = 0u64;
+    let mut backlog = Backlog::default();
+    let queued_gauge = metrics.scheduler_queued.with_label_values(&[&cfg.id]);
+    let waits = metrics.limiter_waits.with_label_values(&[&cfg.id]);
     'outer: loop {
         if *shutdown.borrow() {
             break;
@@ -114,27 +138,59 @@ pub async fn run_dispatcher(
                 _ = shutdown.changed() => continue,
             }
         }
-        let claimed = match store.claim_queued(cfg.id.clone(), limit).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(carrier = %cfg.id, error = %e, "cannot claim queued messages");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-        };
-        if claimed.is_empty() {
-            tokio::select! {
-                _ = wake.notified() => {}
-                // Retries come due without anyone waking us.
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = shutdown.changed() => {}
-            }
-            continue;
+        // Carrier back-pressure seen by the completion task since the last turn.
+        let now = Instant::now();
+        let throttled = tracker.throttled.load(Ordering::Relaxed);
+        if throttled != seen_throttled {
+            seen_throttled = throttled;
+            sched.on_throttled(now);
         }
-        for m in claimed {
+        let accepted = tracker.accepted.load(Ordering::Relaxed);
+        if accepted != seen_accepted {
+            seen_accepted = accepted;
+            sched.on_accepted(now);
+        }
+
+        let mut claimed_any = false;
+        if sched.len() < cap {
+            let skip = backlog.lines();
+            match store
+                .claim_queued(cfg.id.clone(), cap - sched.len(), skip)
+                .await
+            {
+                Ok(claimed) => {
+                    claimed_any = !claimed.is_empty();
+                    for m in claimed {
+                        let line = config.lines.get(&m.line);
+                        let limit =
+                            line.map_or(LineLimit::for_class(Default::default()), |l| l.rate);
+                        let cost = m.segments.saturating_sub(m.sent_parts.len() as u32).max(1);
+                        let priority = if m.high_priority {
+                            Priority::High
+                        } else {
+                            Priority::Normal
+                        };
+                        let key = m.line.as_str().to_owned();
+                        backlog.add(&key);
+                        sched.push(&key, limit, cost, priority, m);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(carrier = %cfg.id, error = %e, "cannot claim queued messages");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            }
+        }
+
+        let now = Instant::now();
+        let mut sent_any = false;
+        while let Some(m) = sched.pop_ready(now) {
+            sent_any = true;
+            backlog.remove(m.line.as_str());
             let parts = build_parts(&m, &opts, reference.fetch_add(1, Ordering::Relaxed));
             tracker.register(
                 m.id.clone(),
@@ -149,22 +205,95 @@ pub async fn run_dispatcher(
                     seq: 0,
                 };
                 if let Some(a) = tracker.complete(&ctx, |_| PartOutcome::Lost) {
-                    let a = Attempt {
-                        parts: Vec::new(),
-                        ..a
-                    };
-                    let _ = store.record_attempt(a).await;
+                    let _ = store
+                        .record_attempt(Attempt {
+                            parts: Vec::new(),
+                            ..a
+                        })
+                        .await;
                 }
                 continue;
             }
-            for req in parts {
+            let mut parts = parts.into_iter();
+            while let Some(req) = parts.next() {
                 if let Err(req) = carrier.submit(req).await {
-                    // The carrier task is gone (shutting down): nothing more goes out.
+                    // The carrier task is gone (shutting down): this message and the rest
+                    // go back to the queue.
                     let _ = store_lost(&store, &tracker, req.ctx).await;
+                    for rest in parts {
+                        let _ = store_lost(&store, &tracker, rest.ctx).await;
+                    }
                     break 'outer;
                 }
             }
         }
+        queued_gauge.set(sched.len() as i64);
+        let w = sched.limiter_waits();
+        waits.inc_by(w - seen_waits);
+        seen_waits = w;
+        if claimed_any && sched.len() < cap {
+            continue;
+        }
+        if !sent_any || sched.len() >= cap {
+            let until = sched
+                .next_ready_at(now)
+                .unwrap_or(now + Duration::from_millis(250))
+                .min(now + Duration::from_millis(250));
+            tokio::select! {
+                _ = wake.notified() => {}
+                // Rate tokens and retries come due without anyone waking us.
+                _ = tokio::time::sleep_until(until) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+    // Claimed but never sent: back to the queue now rather than at the next start.
+    for m in sched.take_all() {
+        let _ = store
+            .record_attempt(Attempt {
+                id: m.id.clone(),
+                carrier: cfg.id.clone(),
+                parts: vec![(1, PartOutcome::Lost)],
+            })
+            .await;
+    }
+    queued_gauge.set(0);
+}
+
+/// Lines with a deep queue in the scheduler, so claims leave them alone for a while.
+#[derive(Default)]
+struct Backlog {
+    counts: HashMap<String, usize>,
+    deep: std::collections::HashSet<String>,
+}
+
+impl Backlog {
+    /// Most lines named in a claim's skip list; past that a claim may pick up more of a
+    /// backlog, which only costs memory, never fairness within the scheduler.
+    const MAX_SKIP: usize = 1000;
+
+    fn add(&mut self, line: &str) {
+        let n = self.counts.entry(line.to_owned()).or_default();
+        *n += 1;
+        if *n == LINE_BACKLOG {
+            self.deep.insert(line.to_owned());
+        }
+    }
+
+    fn remove(&mut self, line: &str) {
+        if let Some(n) = self.counts.get_mut(line) {
+            *n -= 1;
+            if *n + 1 == LINE_BACKLOG {
+                self.deep.remove(line);
+            }
+            if *n == 0 {
+                self.counts.remove(line);
+            }
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.deep.iter().take(Self::MAX_SKIP).cloned().collect()
     }
 }
 
@@ -248,6 +377,18 @@ pub async fn run_completions(
 ) {
     let mut writes = JoinSet::new();
     while let Some(c) = rx.recv().await {
+        match &c.result {
+            SubmitResult::Response { status, .. } => match status::classify(*status) {
+                StatusClass::Ok => {
+                    tracker.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                StatusClass::Throttled => {
+                    tracker.throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
         let outcome = |attempts: u32| classify(&c.result, &cfg, attempts, &metrics, c.latency);
         if let Some(attempt) = tracker.complete(&c.ctx, outcome) {
             let store = store.clone();

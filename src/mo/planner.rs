@@ -139,6 +139,9 @@ impl Planner {
             created_at: at,
             kind: MessageKind::AutoReply,
             exempt_opt_out: exempt,
+            high_priority: true,
+            send_at: None,
+            expires_at: Some(at + line.validity.as_millis() as i64),
         }
     }
 }

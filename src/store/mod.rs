@@ -55,6 +55,12 @@ pub struct NewMessage {
     pub kind: MessageKind,
     /// The one message an opted-out number may still get: the confirmation of its opt-out.
     pub exempt_opt_out: bool,
+    /// Goes ahead of bulk traffic on the same line (auto-replies, triggers).
+    pub high_priority: bool,
+    /// Not sent before this time (scheduled send).
+    pub send_at: Option<Millis>,
+    /// Not sent after this time: the message becomes `expired` instead of arriving late.
+    pub expires_at: Option<Millis>,
 }
 
 /// Where an outbound message came from.
@@ -140,6 +146,7 @@ pub struct Claimed {
     pub attempts: u32,
     /// Parts that already have a carrier id from an earlier attempt (never sent twice).
     pub sent_parts: Vec<u32>,
+    pub high_priority: bool,
 }
 
 /// What the carrier said about one part.
@@ -448,11 +455,14 @@ pub trait Store: Send + Sync + 'static {
         id: MessageId,
     ) -> BoxFuture<'_, StoreResult<Option<MessageRecord>>>;
 
-    /// Atomically moves up to `limit` due queued messages of `carrier` to `sending`.
+    /// Atomically moves up to `limit` due queued messages of `carrier` to `sending`, skipping
+    /// the lines in `skip_lines` (their backlog is already waiting for rate-limit tokens, so
+    /// claiming more of it would crowd out other lines). Expired messages become `expired`.
     fn claim_queued(
         &self,
         carrier: String,
         limit: usize,
+        skip_lines: Vec<String>,
     ) -> BoxFuture<'_, StoreResult<Vec<Claimed>>>;
 
     /// Records what happened to one attempt and moves the message on.

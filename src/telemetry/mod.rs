@@ -25,6 +25,8 @@ pub struct Metrics {
     pub mo: IntCounterVec,
     pub triggers: IntCounterVec,
     pub number_checks: IntCounterVec,
+    pub limiter_waits: IntCounterVec,
+    pub scheduler_queued: IntGaugeVec,
     pub queue_depth: IntGauge,
     pub store_commit_batch: Histogram,
     pub store_commit_seconds: Histogram,
@@ -144,6 +146,21 @@ impl Metrics {
                 "Number intelligence: cache_hit, cache_miss, and lookup results (textable, not_textable, timeout, error).",
                 &["result"]
             )),
+            limiter_waits: reg!(counter_vec(
+                "smsgate_limiter_waits_total",
+                "Messages that had to wait for line or carrier rate tokens, per carrier.",
+                &["carrier"]
+            )),
+            scheduler_queued: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "smsgate_scheduler_queued",
+                        "Claimed messages waiting for rate tokens, per carrier."
+                    ),
+                    &["carrier"]
+                )
+                .expect("valid metric")
+            ),
             queue_depth: reg!(
                 IntGauge::new("smsgate_queue_depth", "Messages queued or sending.")
                     .expect("valid metric")

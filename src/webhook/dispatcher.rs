@@ -361,47 +361,49 @@ impl Router {
         exclude.extend(self.unroutable.iter().copied());
         let events = store.due_events(now_millis(), limit, exclude).await?;
         let full = events.len() == limit;
+        let mut progress = false;
         for ev in events {
-            self.route(ev);
+            progress |= self.route(ev);
         }
-        Ok(full && self.room() > 0)
+        // Without progress (everything seen was over MAX_PARKED) the next fetch would return
+        // the same events: leave it to completions and the poll.
+        Ok(full && progress && self.room() > 0)
     }
 
-    fn route(&mut self, ev: OutboxEvent) {
-        let parked = self.parked_in_lanes + self.unroutable.len();
-        let Some(&i) = self.by_app.get(ev.app_id.as_str()) else {
+    /// Hands an event to its lane, or remembers it as not deliverable now. False when it
+    /// could do neither (the next fetch will return it again).
+    fn route(&mut self, ev: OutboxEvent) -> bool {
+        let has_room = self.parked_in_lanes + self.unroutable.len() < MAX_PARKED;
+        let lane = self
+            .by_app
+            .get(ev.app_id.as_str())
+            .map(|&i| &mut self.lanes[i]);
+        let Some(lane) = lane.filter(|l| ev.url.is_some() || l.shared.url.is_some()) else {
             if self.unroutable_apps.insert(ev.app_id.clone()) {
-                tracing::debug!(app = %ev.app_id, "no webhook endpoint for this app; its events stay pending");
+                tracing::debug!(
+                    app = %ev.app_id,
+                    "no webhook endpoint for this app; its events stay pending"
+                );
             }
-            if parked < MAX_PARKED {
-                self.unroutable.insert(ev.seq);
-            }
-            return;
+            return has_room && self.unroutable.insert(ev.seq);
         };
-        let lane = &mut self.lanes[i];
-        if ev.url.is_none() && lane.shared.url.is_none() {
-            if self.unroutable_apps.insert(ev.app_id.clone()) {
-                tracing::debug!(app = %ev.app_id, "no webhook_url for this app; its events stay pending");
-            }
-            if parked < MAX_PARKED {
-                self.unroutable.insert(ev.seq);
-            }
-            return;
-        }
         if lane.outstanding >= self.lane_cap {
-            if parked < MAX_PARKED {
-                lane.parked.push(ev.seq);
-                self.parked_in_lanes += 1;
+            if !has_room {
+                return false;
             }
-            return;
+            lane.parked.push(ev.seq);
+            self.parked_in_lanes += 1;
+            return true;
         }
         let seq = ev.seq;
         // Never full: the channel holds `lane_cap` and `outstanding` counts what it holds.
         // Closed only while shutting down; the event then stays pending.
-        if lane.tx.try_send(ev).is_ok() {
-            lane.outstanding += 1;
-            self.in_flight.insert(seq);
+        if lane.tx.try_send(ev).is_err() {
+            return false;
         }
+        lane.outstanding += 1;
+        self.in_flight.insert(seq);
+        true
     }
 
     /// Bookkeeping for a finished delivery. True when a full lane reopened (fetch again).

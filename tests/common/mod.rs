@@ -43,11 +43,15 @@ response_timeout = "2s"
 number = "{CLINIC_LINE}"
 app = "clinic"
 carrier = "sim"
+rate = 10000.0
+burst = 1000
 
 [[lines]]
 number = "{DENTAL_LINE}"
 app = "dental"
 carrier = "sim"
+rate = 10000.0
+burst = 1000
 "#,
         db = db.display()
     )

@@ -99,6 +99,8 @@ CREATE INDEX events_dead ON events (app_id, seq) WHERE state = 'dead';
     r#"
 ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
 ALTER TABLE messages ADD COLUMN exempt_opt_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN high_priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN expires_at INTEGER;
 CREATE INDEX messages_conversation ON messages (line, to_number, created_at);
 CREATE TABLE inbound (
     id TEXT PRIMARY KEY,
@@ -179,7 +181,7 @@ type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
 enum Op {
     Insert(NewMessage, Option<Idempotency>, Reply<InsertOutcome>),
-    Claim(String, usize, Reply<Vec<Claimed>>),
+    Claim(String, usize, Vec<String>, Reply<Vec<Claimed>>),
     Attempt(Attempt, Reply<()>),
     Receipt(Receipt, Reply<ReceiptMatch>),
     RequeueInFlight(Reply<u64>),
@@ -403,7 +405,7 @@ fn fail(op: Op, msg: &str) -> Done {
     }
     match op {
         Op::Insert(_, _, tx) => Done::Insert(tx, e(msg)),
-        Op::Claim(_, _, tx) => Done::Claim(tx, e(msg)),
+        Op::Claim(_, _, _, tx) => Done::Claim(tx, e(msg)),
         Op::Attempt(_, tx) => Done::Unit(tx, e(msg)),
         Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
         Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
@@ -442,9 +444,10 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
         Op::Insert(m, idem, reply) => {
             Done::Insert(reply, guarded(tx, |c| insert(c, &m, idem.as_ref())))
         }
-        Op::Claim(carrier, limit, reply) => {
-            Done::Claim(reply, guarded(tx, |c| claim(c, ctx, &carrier, limit)))
-        }
+        Op::Claim(carrier, limit, skip, reply) => Done::Claim(
+            reply,
+            guarded(tx, |c| claim(c, ctx, &carrier, limit, &skip)),
+        ),
         Op::Attempt(a, reply) => Done::Unit(reply, guarded(tx, |c| attempt(c, ctx, &a))),
         Op::Receipt(r, reply) => Done::Receipt(reply, guarded(tx, |c| receipt(c, ctx, &r))),
         Op::Shutdown => Done::Nothing,
@@ -574,8 +577,8 @@ fn insert(
     }
     c.prepare_cached(
         "INSERT INTO messages (id, app_id, line, to_number, body, client_ref, encoding, segments, carrier, \
-         status, next_attempt_at, created_at, updated_at, kind, exempt_opt_out) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?10, ?11, ?12)",
+         status, next_attempt_at, created_at, updated_at, kind, exempt_opt_out, high_priority, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?13, ?10, ?10, ?11, ?12, ?14, ?15)",
     )?
     .execute(params![
         m.id.as_str(),
@@ -589,18 +592,39 @@ fn insert(
         m.carrier,
         m.created_at,
         m.kind.as_str(),
-        m.exempt_opt_out
+        m.exempt_opt_out,
+        m.send_at.unwrap_or(m.created_at).max(m.created_at),
+        m.high_priority,
+        m.expires_at
     ])?;
     Ok(InsertOutcome::Inserted)
 }
 
-fn claim(c: &Connection, ctx: &Ctx<'_>, carrier: &str, limit: usize) -> StoreResult<Vec<Claimed>> {
+fn claim(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    carrier: &str,
+    limit: usize,
+    skip_lines: &[String],
+) -> StoreResult<Vec<Claimed>> {
     let now = now_millis();
+    // Lines to skip go into a temp table so the statement stays cached whatever their number.
+    c.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS claim_skip (line TEXT PRIMARY KEY) WITHOUT ROWID; \
+         DELETE FROM claim_skip;",
+    )?;
+    if !skip_lines.is_empty() {
+        let mut ins = c.prepare_cached("INSERT OR IGNORE INTO claim_skip (line) VALUES (?1)")?;
+        for l in skip_lines {
+            ins.execute(params![l])?;
+        }
+    }
     let mut stmt = c.prepare_cached(
         "UPDATE messages SET status = 'sending', updated_at = ?1 WHERE id IN \
          (SELECT id FROM messages WHERE carrier = ?2 AND status = 'queued' AND next_attempt_at <= ?1 \
+          AND line NOT IN (SELECT line FROM claim_skip) \
           ORDER BY next_attempt_at LIMIT ?3) \
-         RETURNING id, line, to_number, body, segments, attempts, exempt_opt_out",
+         RETURNING id, line, to_number, body, segments, attempts, exempt_opt_out, high_priority, expires_at",
     )?;
     let rows = stmt
         .query_map(params![now, carrier, limit as i64], |r| {
@@ -613,15 +637,27 @@ fn claim(c: &Connection, ctx: &Ctx<'_>, carrier: &str, limit: usize) -> StoreRes
                     segments: r.get(4)?,
                     attempts: r.get(5)?,
                     sent_parts: Vec::new(),
+                    high_priority: r.get(7)?,
                 },
                 r.get::<_, bool>(6)?,
+                r.get::<_, Option<i64>>(8)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut claimed = Vec::with_capacity(rows.len());
     let mut opted_out =
         c.prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?;
-    for (m, exempt) in rows {
+    for (m, exempt, expires_at) in rows {
+        if expires_at.is_some_and(|at| at <= now) {
+            c.prepare_cached(
+                "UPDATE messages SET status = 'expired', error_code = 'expired', \
+                 error_message = 'the validity period ended before the message could be sent', \
+                 updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![m.id.as_str(), now])?;
+            emit_status(c, ctx, &m.id, now)?;
+            continue;
+        }
         // The last word on opt-outs: whatever was accepted before a STOP is never sent after it.
         if !exempt && opted_out.exists(params![m.line.as_str(), m.to.as_str()])? {
             c.prepare_cached(
@@ -1136,8 +1172,10 @@ impl Store for SqliteStore {
         &self,
         carrier: String,
         limit: usize,
+        skip_lines: Vec<String>,
     ) -> BoxFuture<'_, StoreResult<Vec<Claimed>>> {
-        self.call(move |tx| Op::Claim(carrier, limit, tx)).boxed()
+        self.call(move |tx| Op::Claim(carrier, limit, skip_lines, tx))
+            .boxed()
     }
 
     fn record_attempt(&self, attempt: Attempt) -> BoxFuture<'_, StoreResult<()>> {
