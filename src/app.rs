@@ -70,7 +70,7 @@ pub async fn run(
             .filter(|a| a.webhook_url.is_some())
             .map(|a| a.id.clone()),
     );
-    let _events_ready = sqlite.event_notify();
+    let webhook_wake = sqlite.event_notify();
     let store: Arc<dyn Store> = Arc::new(sqlite);
     let requeued = store.requeue_in_flight().await?;
     if requeued > 0 {
@@ -140,17 +140,42 @@ pub async fn run(
             metrics.clone(),
         ));
         dispatchers.spawn(dispatch::run_dispatcher(
-            store.clone(),
-            handle.clone(),
-            config.clone(),
-            c.clone(),
-            tracker,
-            notify,
-            metrics.clone(),
+            dispatch::Dispatcher {
+                store: store.clone(),
+                carrier: handle.clone(),
+                config: config.clone(),
+                cfg: c.clone(),
+                tracker,
+                wake: notify,
+                metrics: metrics.clone(),
+            },
             shutdown.clone(),
         ));
         handles.push(handle);
     }
+
+    let webhook_metrics = Arc::new(
+        crate::webhook::WebhookMetrics::new(&metrics.registry).context("webhook metrics")?,
+    );
+    let endpoints = crate::webhook::endpoints(
+        config
+            .apps
+            .iter()
+            .filter(|a| !a.webhook_secrets.is_empty())
+            .map(|a| crate::webhook::Endpoint {
+                app_id: a.id.clone(),
+                url: a.webhook_url.clone().unwrap_or_default(),
+                keys: a.webhook_secrets.clone(),
+            }),
+    );
+    let webhooks = tokio::spawn(crate::webhook::run_dispatcher(
+        store.clone(),
+        endpoints,
+        config.webhooks.clone(),
+        webhook_metrics,
+        webhook_wake,
+        shutdown.clone(),
+    ));
 
     let admin = api::admin_router(AdminState {
         metrics: metrics.clone(),
@@ -191,8 +216,9 @@ pub async fn run(
         // 2. Dispatchers stop claiming; 3. sessions finish outstanding submits and unbind.
         while dispatchers.join_next().await.is_some() {}
         while carrier_tasks.join_next().await.is_some() {}
-        // 4. Every outcome is recorded.
+        // 4. Every outcome is recorded; 5. webhooks in flight finish (the rest stay queued).
         while completion_tasks.join_next().await.is_some() {}
+        let _ = webhooks.await;
     };
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
         tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; stopping anyway (unsent work stays queued)");
@@ -201,7 +227,7 @@ pub async fn run(
     for s in sims {
         s.shutdown().await;
     }
-    // 5. The store commits what it was handed and closes.
+    // 6. The store commits what it was handed and closes.
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -15,8 +15,7 @@
 //! - [`smpp`]: framing, sessions with send windows, bind slots with reconnect, status table.
 //! - [`dlr`]: receipt parsing and carrier id normalisation.
 //! - [`mo`]: what carriers deliver to us (receipts today, inbound texts next).
-//! - [`webhook`]: the outbox's delivery to app backends: Standard Webhooks signatures, retries
-//!   with backoff, dead letters, per-endpoint concurrency.
+//! - [`webhook`]: signed (Standard Webhooks) outbox delivery, retries, dead letters.
 //! - [`net`]: outbound HTTP clients (rustls).
 //! - [`sim`]: `smsc-sim`, the carrier simulator (also embedded for `simulator = true`).
 //! - [`triggers`]: call-center Call-to-Text / Abandoned Call triggers.

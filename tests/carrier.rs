@@ -14,8 +14,17 @@ async fn sim(cfg: SimConfig) -> Simulator {
     Simulator::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), cfg).await
 }
 
-async fn daemon(s: &Simulator, dir: &tempfile::TempDir, carrier_extra: &str, line_rate: Option<&str>) -> Daemon {
-    let mut text = config_text(&dir.path().join("t.db"), s.local_addr().port(), carrier_extra);
+async fn daemon(
+    s: &Simulator,
+    dir: &tempfile::TempDir,
+    carrier_extra: &str,
+    line_rate: Option<&str>,
+) -> Daemon {
+    let mut text = config_text(
+        &dir.path().join("t.db"),
+        s.local_addr().port(),
+        carrier_extra,
+    );
     if let Some(rate) = line_rate {
         // The clinic line gets its own (slow) rate; the dental line stays fast.
         text = text.replacen("rate = 10000.0\nburst = 1000", rate, 1);
@@ -25,10 +34,23 @@ async fn daemon(s: &Simulator, dir: &tempfile::TempDir, carrier_extra: &str, lin
     d
 }
 
-async fn send_n(c: &reqwest::Client, d: &Daemon, key: &str, from: &str, n: usize, tag: &str) -> Vec<String> {
+async fn send_n(
+    c: &reqwest::Client,
+    d: &Daemon,
+    key: &str,
+    from: &str,
+    n: usize,
+    tag: &str,
+) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let (status, b) = send(c, d, key, json!({"from": from, "to": "+19175551234", "body": format!("{tag} {i}")})).await;
+        let (status, b) = send(
+            c,
+            d,
+            key,
+            json!({"from": from, "to": "+19175551234", "body": format!("{tag} {i}")}),
+        )
+        .await;
         assert_eq!(status, 202, "{b}");
         ids.push(b["id"].as_str().unwrap().to_owned());
     }
@@ -51,7 +73,13 @@ async fn a_slow_line_is_paced_by_segments_while_another_line_is_not_held_back() 
     let start = Instant::now();
     // A 3-part text then 4 single-part ones: 7 segments at 5/s, the last no earlier than 6/5 s
     // after the first (the 3-part text spends 3 tokens).
-    let (_, b) = send(&c, &d, CLINIC_KEY, json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "x".repeat(400)})).await;
+    let (_, b) = send(
+        &c,
+        &d,
+        CLINIC_KEY,
+        json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "x".repeat(400)}),
+    )
+    .await;
     assert_eq!(b["segments"], 3);
     let mut slow = vec![b["id"].as_str().unwrap().to_owned()];
     slow.extend(send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 4, "slow").await);
@@ -60,9 +88,19 @@ async fn a_slow_line_is_paced_by_segments_while_another_line_is_not_held_back() 
     let fast_done = start.elapsed();
     wait_all(&c, &d, CLINIC_KEY, &slow, "delivered").await;
     let slow_done = start.elapsed();
-    assert!(slow_done >= Duration::from_millis(1150), "7 segments at 5/s took only {slow_done:?}");
-    assert!(fast_done < slow_done, "the fast line finished after the slow one ({fast_done:?} vs {slow_done:?})");
-    let sent: Vec<_> = s.submits().into_iter().filter(|x| x.source_addr == "12125551000").collect();
+    assert!(
+        slow_done >= Duration::from_millis(1150),
+        "7 segments at 5/s took only {slow_done:?}"
+    );
+    assert!(
+        fast_done < slow_done,
+        "the fast line finished after the slow one ({fast_done:?} vs {slow_done:?})"
+    );
+    let sent: Vec<_> = s
+        .submits()
+        .into_iter()
+        .filter(|x| x.source_addr == "12125551000")
+        .collect();
     assert_eq!(sent.len(), 7, "a 3-part text is 3 submits");
     let udh: Vec<_> = sent.iter().filter(|x| x.udhi()).collect();
     assert_eq!(udh.len(), 3);
@@ -71,7 +109,10 @@ async fn a_slow_line_is_paced_by_segments_while_another_line_is_not_held_back() 
     let seqs: Vec<u8> = udh.iter().map(|x| x.short_message[5]).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     let m = d.metrics().await;
-    assert!(m.contains("smsgate_limiter_waits_total{carrier=\"sim\"}"), "{m}");
+    assert!(
+        m.contains("smsgate_limiter_waits_total{carrier=\"sim\"}"),
+        "{m}"
+    );
     d.stop().await;
     s.shutdown().await;
 }
@@ -79,14 +120,24 @@ async fn a_slow_line_is_paced_by_segments_while_another_line_is_not_held_back() 
 #[tokio::test]
 async fn throttling_answers_delay_messages_but_every_one_is_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    let s = sim(SimConfig { throttle_fraction: 0.5, ..Default::default() }).await;
+    let s = sim(SimConfig {
+        throttle_fraction: 0.5,
+        ..Default::default()
+    })
+    .await;
     let d = daemon(&s, &dir, "", None).await;
     let c = reqwest::Client::new();
     let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 20, "t").await;
     wait_all(&c, &d, CLINIC_KEY, &ids, "delivered").await;
     let m = d.metrics().await;
-    assert!(m.contains("smsgate_throttled_total{carrier=\"sim\"}"), "{m}");
-    assert!(!m.contains("result=\"permanent\""), "throttling is never a failure: {m}");
+    assert!(
+        m.contains("smsgate_throttled_total{carrier=\"sim\"}"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("result=\"permanent\""),
+        "throttling is never a failure: {m}"
+    );
     d.stop().await;
     s.shutdown().await;
 }
@@ -95,7 +146,11 @@ async fn throttling_answers_delay_messages_but_every_one_is_delivered() {
 async fn a_connection_dropped_with_submits_in_flight_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // Slow answers keep many submits in flight when the carrier drops the connection.
-    let s = sim(SimConfig { response_delay: Duration::from_millis(300), ..Default::default() }).await;
+    let s = sim(SimConfig {
+        response_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
     let d = daemon(&s, &dir, "", None).await;
     let c = reqwest::Client::new();
     let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 50, "drop").await;
@@ -105,10 +160,18 @@ async fn a_connection_dropped_with_submits_in_flight_loses_nothing() {
     // Every message reached the carrier with an answer at least once.
     for i in 0..50 {
         let body = format!("drop {i}");
-        assert!(s.submits().iter().any(|x| x.text() == body && x.command_status == Some(0)), "{body}");
+        assert!(
+            s.submits()
+                .iter()
+                .any(|x| x.text() == body && x.command_status == Some(0)),
+            "{body}"
+        );
     }
     let m = d.metrics().await;
-    assert!(m.contains("smsgate_resubmits_total{carrier=\"sim\"}"), "{m}");
+    assert!(
+        m.contains("smsgate_resubmits_total{carrier=\"sim\"}"),
+        "{m}"
+    );
     d.stop().await;
     s.shutdown().await;
 }
@@ -116,15 +179,26 @@ async fn a_connection_dropped_with_submits_in_flight_loses_nothing() {
 #[tokio::test]
 async fn a_window_of_eight_keeps_eight_in_flight() {
     let dir = tempfile::tempdir().unwrap();
-    let s = sim(SimConfig { response_delay: Duration::from_millis(500), ..Default::default() }).await;
+    let s = sim(SimConfig {
+        response_delay: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await;
     let d = daemon(&s, &dir, "window = 8", None).await;
     let c = reqwest::Client::new();
     let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 20, "w").await;
     assert!(s.wait_for_submits(8, Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let m = d.metrics().await;
-    assert!(m.contains("smsgate_window_in_flight{carrier=\"sim\"} 8"), "{m}");
-    assert_eq!(s.submits().len(), 8, "no ninth submit while eight await answers");
+    assert!(
+        m.contains("smsgate_window_in_flight{carrier=\"sim\"} 8"),
+        "{m}"
+    );
+    assert_eq!(
+        s.submits().len(),
+        8,
+        "no ninth submit while eight await answers"
+    );
     wait_all(&c, &d, CLINIC_KEY, &ids, "delivered").await;
     d.stop().await;
     s.shutdown().await;
@@ -140,7 +214,13 @@ async fn receipts_before_responses_and_in_the_other_radix_still_correlate() {
         ..Default::default()
     })
     .await;
-    let d = daemon(&s, &dir, "dlr_id_format = \"hex_response_decimal_receipt\"", None).await;
+    let d = daemon(
+        &s,
+        &dir,
+        "dlr_id_format = \"hex_response_decimal_receipt\"",
+        None,
+    )
+    .await;
     let c = reqwest::Client::new();
     let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 10, "r").await;
     wait_all(&c, &d, CLINIC_KEY, &ids, "delivered").await;
@@ -151,17 +231,34 @@ async fn receipts_before_responses_and_in_the_other_radix_still_correlate() {
 #[tokio::test]
 async fn a_refused_password_is_retried_with_backoff_and_never_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let s = sim(SimConfig { password: "other".into(), ..Default::default() }).await;
-    let d = Daemon::start(&config_text(&dir.path().join("t.db"), s.local_addr().port(), "")).await;
+    let s = sim(SimConfig {
+        password: "other".into(),
+        ..Default::default()
+    })
+    .await;
+    let d = Daemon::start(&config_text(
+        &dir.path().join("t.db"),
+        s.local_addr().port(),
+        "",
+    ))
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while s.stats().binds_refused < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "binds were not retried");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "binds were not retried"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = reqwest::get(format!("http://{}/readyz", d.admin)).await.unwrap();
+    let r = reqwest::get(format!("http://{}/readyz", d.admin))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let m = d.metrics().await;
-    assert!(m.contains("smsgate_bind_attempts_total{carrier=\"sim\",result=\"refused\"}"), "{m}");
+    assert!(
+        m.contains("smsgate_bind_attempts_total{carrier=\"sim\",result=\"refused\"}"),
+        "{m}"
+    );
     // Backoff: far fewer attempts than a hot loop would make.
     assert!(s.stats().binds_refused < 40, "{}", s.stats().binds_refused);
     d.stop().await;

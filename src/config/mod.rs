@@ -27,6 +27,7 @@ pub struct Config {
     pub inbound: Inbound,
     pub triggers: Vec<Arc<Trigger>>,
     pub numbers: Numbers,
+    pub webhooks: crate::webhook::WebhookConfig,
 }
 
 /// Number intelligence settings.
@@ -111,7 +112,8 @@ pub struct App {
     pub id: String,
     pub api_keys: Vec<String>,
     pub webhook_url: Option<String>,
-    pub webhook_secrets: Vec<String>,
+    /// Signing keys (decoded `whsec_` secrets); the first signs, all are sent while rotating.
+    pub webhook_secrets: Vec<Vec<u8>>,
 }
 
 /// Hand-written so api keys and secrets never reach a log through `{:?}`.

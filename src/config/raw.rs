@@ -29,6 +29,38 @@ pub struct RawConfig {
     pub triggers: Vec<RawTrigger>,
     #[serde(default)]
     pub numbers: RawNumbers,
+    #[serde(default)]
+    pub webhooks: RawWebhooks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhooks {
+    /// An event still undelivered this long after it was created becomes a dead letter.
+    pub max_age: Dur,
+    pub initial_backoff: Dur,
+    pub max_backoff: Dur,
+    pub connect_timeout: Dur,
+    pub request_timeout: Dur,
+    /// Requests in flight per app endpoint.
+    pub concurrency: usize,
+    /// `410 Gone` dead-letters the event instead of retrying.
+    pub disable_on_410: bool,
+}
+
+impl Default for RawWebhooks {
+    fn default() -> Self {
+        let d = crate::webhook::WebhookConfig::default();
+        Self {
+            max_age: Dur(d.max_age),
+            initial_backoff: Dur(d.initial_backoff),
+            max_backoff: Dur(d.max_backoff),
+            connect_timeout: Dur(d.connect_timeout),
+            request_timeout: Dur(d.request_timeout),
+            concurrency: d.per_endpoint_concurrency,
+            disable_on_410: d.disable_on_410,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

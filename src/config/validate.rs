@@ -137,11 +137,18 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             }
             s.clone()
         });
-        let webhook_secrets: Vec<String> = a
-            .webhook_secrets
-            .iter()
-            .map(|s| e.secret(s, "webhook secret"))
-            .collect();
+        let mut webhook_keys = Vec::new();
+        for s in &a.webhook_secrets {
+            let secret = e.secret(s, "webhook secret");
+            if secret.is_empty() {
+                continue;
+            }
+            match crate::webhook::parse_secret(&secret) {
+                Ok(k) => webhook_keys.push(k),
+                Err(err) => e.at(s, format!("webhook secret: {err}")),
+            }
+        }
+        let webhook_secrets = webhook_keys;
         if webhook_url.is_some() && webhook_secrets.is_empty() {
             e.at(
                 &a.id,
@@ -454,6 +461,24 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         lookup,
     };
 
+    let w = &raw.webhooks;
+    if w.concurrency == 0 {
+        e.global("webhooks.concurrency must be at least 1");
+    }
+    if w.initial_backoff.0 > w.max_backoff.0 {
+        e.global("webhooks.initial_backoff must not be longer than webhooks.max_backoff");
+    }
+    let webhooks = crate::webhook::WebhookConfig {
+        max_age: w.max_age.0,
+        initial_backoff: w.initial_backoff.0,
+        max_backoff: w.max_backoff.0,
+        connect_timeout: w.connect_timeout.0,
+        request_timeout: w.request_timeout.0,
+        per_endpoint_concurrency: w.concurrency.max(1),
+        disable_on_410: w.disable_on_410,
+        ..Default::default()
+    };
+
     let keyword_cfg = raw
         .opt_out
         .as_ref()
@@ -472,6 +497,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
 
     if e.list.is_empty() {
         Ok(Config {
+            webhooks,
             numbers,
             triggers,
             keywords: Arc::new(keywords),

@@ -100,6 +100,18 @@ impl Tracker {
     }
 }
 
+/// What one carrier's dispatcher works with.
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub carrier: Arc<CarrierHandle>,
+    pub config: Arc<config::Config>,
+    pub cfg: Arc<config::Carrier>,
+    pub tracker: Arc<Tracker>,
+    /// Notified when new work is queued.
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// How much claimed work may wait in the scheduler, in windows.
 const SCHEDULED_WINDOWS: usize = 4;
 /// A line with this many messages already waiting for tokens gets no more claimed for now.
@@ -108,16 +120,16 @@ const LINE_BACKLOG: usize = 8;
 /// Claims and sends one carrier's queued messages until shutdown: claimed messages wait in a
 /// fair scheduler until their line and the carrier have rate tokens, then their parts are
 /// queued on the carrier's sessions.
-pub async fn run_dispatcher(
-    store: Arc<dyn Store>,
-    carrier: Arc<CarrierHandle>,
-    config: Arc<config::Config>,
-    cfg: Arc<config::Carrier>,
-    tracker: Arc<Tracker>,
-    wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) {
+    let Dispatcher {
+        store,
+        carrier,
+        config,
+        cfg,
+        tracker,
+        wake,
+        metrics,
+    } = d;
     let reference = AtomicU16::new(rand::random());
     let opts = segment::Options::default();
     let window = cfg.window * cfg.binds;
@@ -377,8 +389,8 @@ pub async fn run_completions(
 ) {
     let mut writes = JoinSet::new();
     while let Some(c) = rx.recv().await {
-        match &c.result {
-            SubmitResult::Response { status, .. } => match status::classify(*status) {
+        if let SubmitResult::Response { status, .. } = &c.result {
+            match status::classify(*status) {
                 StatusClass::Ok => {
                     tracker.accepted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -386,8 +398,7 @@ pub async fn run_completions(
                     tracker.throttled.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
-            },
-            _ => {}
+            }
         }
         let outcome = |attempts: u32| classify(&c.result, &cfg, attempts, &metrics, c.latency);
         if let Some(attempt) = tracker.complete(&c.ctx, outcome) {

@@ -22,11 +22,6 @@ use hyper::{
     Method, Request, StatusCode, Uri,
     header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT},
 };
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch},
@@ -60,7 +55,8 @@ const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 const GONE_ERROR: &str = "endpoint answered 410 Gone";
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// One shared client: keep-alive pool, https through rustls, plain http allowed.
+type HttpClient = crate::net::HttpsClient<Full<Bytes>>;
 
 /// Delivers the outbox until `shutdown` turns true (or its sender is dropped), then waits up to
 /// `cfg.drain_timeout` for deliveries in flight to be recorded. Anything not recorded stays
@@ -79,7 +75,7 @@ pub async fn run_dispatcher(
     let stop_lanes = CancellationToken::new();
     let ctx = Arc::new(Ctx {
         store: store.clone(),
-        client: build_client(&cfg),
+        client: crate::net::https_client(cfg.connect_timeout),
         cfg: cfg.clone(),
         hard_stop: hard_stop.clone(),
     });
@@ -171,31 +167,6 @@ struct Ctx {
     cfg: WebhookConfig,
     /// Abandons deliveries still running at the drain deadline.
     hard_stop: CancellationToken,
-}
-
-/// One shared HTTP client: keep-alive pool, https through rustls (native roots, or Mozilla's
-/// webpki roots where the system has none), plain http allowed.
-fn build_client(cfg: &WebhookConfig) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(cfg.connect_timeout));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::debug!(error = %e, "no usable system CA certificates; using webpki roots");
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_webpki_roots(provider)
-                .expect("ring supports the default protocol versions")
-        }
-    };
-    let https = tls.https_or_http().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https)
 }
 
 /// A delivery finished and its outcome is recorded (or recording failed).
