@@ -173,7 +173,7 @@ pub async fn run(
         endpoints,
         config.webhooks.clone(),
         webhook_metrics,
-        webhook_wake,
+        webhook_wake.clone(),
         shutdown.clone(),
     ));
 
@@ -187,6 +187,7 @@ pub async fn run(
         store.clone(),
         metrics.clone(),
         wake,
+        webhook_wake,
     ));
     tracing::info!(
         http = %listeners.http.local_addr()?,

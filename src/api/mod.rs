@@ -7,6 +7,7 @@ mod messages;
 mod numbers;
 mod optouts;
 mod triggers;
+mod webhooks;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -50,6 +51,8 @@ struct Inner {
     segment: crate::segment::Options,
     triggers: crate::triggers::TriggerSet,
     numbers: crate::policy::NumberIntel,
+    /// Wakes the webhook dispatcher after a replay.
+    webhook_wake: Arc<Notify>,
 }
 
 impl ApiState {
@@ -58,6 +61,7 @@ impl ApiState {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         wake: HashMap<String, Arc<Notify>>,
+        webhook_wake: Arc<Notify>,
     ) -> Self {
         let keys = config
             .apps
@@ -78,6 +82,7 @@ impl ApiState {
             inner: Arc::new(Inner {
                 triggers,
                 numbers,
+                webhook_wake,
                 config,
                 keys,
                 store,
@@ -142,6 +147,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/triggers/{token}", axum::routing::post(triggers::fire))
         .route("/v1/numbers/{number}", get(numbers::get).put(numbers::put))
+        .route("/v1/webhooks/dead", get(webhooks::list))
+        .route(
+            "/v1/webhooks/dead:replay",
+            axum::routing::post(webhooks::replay_all),
+        )
+        .route(
+            "/v1/webhooks/dead/{id}",
+            axum::routing::post(webhooks::replay_one),
+        )
         .route("/v1/lines/{line}/opt-outs", get(optouts::list))
         .route("/v1/lines/{line}/conversations", get(conversations::list))
         .route(

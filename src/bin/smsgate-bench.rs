@@ -111,6 +111,9 @@ struct E2eArgs {
     /// Keep the run directory instead of deleting it.
     #[arg(long)]
     keep_dir: bool,
+    /// Longest wait after the load for the carrier submits, and again for the receipts.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
+    settle_timeout: Duration,
     /// Worker threads of the shared runtime (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -196,7 +199,7 @@ fn main() -> ExitCode {
                 progress: a.load.progress(),
                 dir: a.dir,
                 keep_dir: a.keep_dir,
-                ..Default::default()
+                settle_timeout: a.settle_timeout,
             };
             rt.block_on(loadgen::run_e2e(opts)).map(|s| {
                 if a.load.json {

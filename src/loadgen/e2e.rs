@@ -16,7 +16,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle, time::Instant};
 use super::{BenchError, HttpOptions, HttpSummary, Stop, Traffic, http, run_http};
 use crate::{
     app, config,
-    sim::{ReceiptMode, SimConfig, Simulator},
+    sim::{ReceiptMode, SimConfig, SimStats, Simulator},
 };
 
 const APP_KEY: &str = "smsgate-bench-key-0001";
@@ -300,6 +300,40 @@ impl Stack {
         }
     }
 
+    /// What the simulator and the daemon say, for a run that stalled.
+    async fn diagnosis(&self) -> String {
+        let daemon = match self.metrics().await {
+            Ok(m) => {
+                let series = |name: &str| {
+                    let v: Vec<String> = m
+                        .samples
+                        .iter()
+                        .filter(|(n, _, _)| n == name)
+                        .map(|(_, l, v)| format!("{{{l}}}={v}"))
+                        .collect();
+                    format!("{name}{}", v.join(","))
+                };
+                [
+                    "smsgate_queue_depth",
+                    "smsgate_binds_up",
+                    "smsgate_window_in_flight",
+                    "smsgate_submits_total",
+                    "smsgate_resubmits_total",
+                    "smsgate_receipts_total",
+                    "smsgate_store_commit_errors_total",
+                ]
+                .map(series)
+                .join(" ")
+            }
+            Err(e) => e.to_string(),
+        };
+        format!(
+            "simulator: {}; daemon: {daemon}; daemon task finished: {}",
+            self.sim.stats(),
+            self.daemon.is_finished()
+        )
+    }
+
     /// Drains the daemon (shutdown watch), then the simulator.
     async fn stop(self) -> Result<(), BenchError> {
         let _ = self.shutdown.send(true);
@@ -365,7 +399,55 @@ async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchEr
     })
     .await?;
     let parts = http.accepted_segments;
+    let settled = settle(opts, stack, t0, &before, sim_before, parts).await;
+    let (time_to_carrier, time_to_receipts, cpu_after, after) = match settled {
+        Ok(v) => v,
+        Err(BenchError::Timeout { what, after }) => {
+            return Err(BenchError::Timeout {
+                what: format!("{what} ({})", stack.diagnosis().await),
+                after,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let sim_after = stack.sim.stats();
 
+    let e2e_msgs_per_sec = http.accepted as f64 / time_to_receipts.as_secs_f64();
+    Ok(E2eSummary {
+        window: opts.window,
+        binds: opts.binds,
+        receipt_delay: opts.receipt_delay,
+        runtime_workers: tokio::runtime::Handle::current().metrics().num_workers(),
+        carrier_submits: sim_after.submits_ok - sim_before.submits_ok,
+        carrier_duplicates: sim_after.duplicates - sim_before.duplicates,
+        resubmits: (after.sum("smsgate_resubmits_total") - before.sum("smsgate_resubmits_total"))
+            .round() as u64,
+        time_to_carrier,
+        submits_per_sec: parts as f64 / time_to_carrier.as_secs_f64(),
+        receipts_recorded: (after.sum("smsgate_receipts_total")
+            - before.sum("smsgate_receipts_total"))
+        .round() as u64,
+        time_to_receipts,
+        e2e_msgs_per_sec,
+        commit_batches: commit_batches(&before, &after),
+        cpu: cpu_split(cpu_before, cpu_after, time_to_receipts),
+        dir: None,
+        http,
+    })
+}
+
+/// After the load: waits until the simulator has every accepted part, then every receipt
+/// acknowledgement, then until `/metrics` agrees (receipts counted, queue empty). Returns the
+/// times to carrier and to receipts (from `t0`), the CPU sample at the last receipt, and the
+/// final scrape.
+async fn settle(
+    opts: &E2eOptions,
+    stack: &Stack,
+    t0: Instant,
+    before: &Metrics,
+    sim_before: SimStats,
+    parts: u64,
+) -> Result<(Duration, Duration, Option<CpuSample>, Metrics), BenchError> {
     // Woken by the simulator on every read, so this returns as soon as the last part lands;
     // submits answered with an error would be resubmitted, hence the second wait on `ok`.
     let want = sim_before.submits_ok + parts;
@@ -415,30 +497,7 @@ async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchEr
         }
         tokio::time::sleep(SCRAPE_POLL).await;
     };
-    let sim_after = stack.sim.stats();
-
-    let e2e_msgs_per_sec = http.accepted as f64 / time_to_receipts.as_secs_f64();
-    Ok(E2eSummary {
-        window: opts.window,
-        binds: opts.binds,
-        receipt_delay: opts.receipt_delay,
-        runtime_workers: tokio::runtime::Handle::current().metrics().num_workers(),
-        carrier_submits: sim_after.submits_ok - sim_before.submits_ok,
-        carrier_duplicates: sim_after.duplicates - sim_before.duplicates,
-        resubmits: (after.sum("smsgate_resubmits_total") - before.sum("smsgate_resubmits_total"))
-            .round() as u64,
-        time_to_carrier,
-        submits_per_sec: parts as f64 / time_to_carrier.as_secs_f64(),
-        receipts_recorded: (after.sum("smsgate_receipts_total")
-            - before.sum("smsgate_receipts_total"))
-        .round() as u64,
-        time_to_receipts,
-        e2e_msgs_per_sec,
-        commit_batches: commit_batches(&before, &after),
-        cpu: cpu_split(cpu_before, cpu_after, time_to_receipts),
-        dir: None,
-        http,
-    })
+    Ok((time_to_carrier, time_to_receipts, cpu_after, after))
 }
 
 async fn wait_until(

@@ -791,6 +791,13 @@ fn settle(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> StoreRe
         current
     };
     if next != current {
+        // Every part was accepted and its receipt came with (or before) the last response:
+        // the message was sent, and apps are told so before they hear the final state.
+        if current == MessageState::Sending && parts >= segments && next.is_final() {
+            c.prepare_cached("UPDATE messages SET status = 'sent', updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), now])?;
+            emit_status(c, ctx, id, now)?;
+        }
         let (code, message) = match (next, err) {
             (MessageState::Undelivered, Some(e)) => {
                 let (stat, code) = e.split_once(':').unwrap_or((&e, ""));
