@@ -209,8 +209,56 @@ pub async fn run(
             .await
     });
 
+    // systemd: ready once the store is open and every carrier has a bind (or after a while
+    // without, so a carrier outage does not fail the start); then keep the watchdog fed while
+    // the store still answers.
+    let notifier = crate::systemd::Notifier::from_env();
+    let sd = if notifier.is_enabled() {
+        let (n, carriers, st, mut sd_shutdown) = (
+            notifier.clone(),
+            handles.clone(),
+            store.clone(),
+            shutdown.clone(),
+        );
+        Some(tokio::spawn(async move {
+            n.notify("STATUS=waiting for carrier binds");
+            let all_bound = futures::future::join_all(carriers.iter().map(|c| c.wait_bound()));
+            let _ = tokio::time::timeout(Duration::from_secs(30), all_bound).await;
+            let bound = carriers.iter().filter(|c| c.bound() > 0).count();
+            n.notify(&format!(
+                "READY=1\nSTATUS=serving; {bound} of {} carriers bound",
+                carriers.len()
+            ));
+            let Some(every) = n.watchdog_interval() else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = sd_shutdown.wait_for(|s| *s) => return,
+                }
+                if tokio::time::timeout(every, st.queue_depth())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                {
+                    n.notify("WATCHDOG=1");
+                } else {
+                    tracing::warn!(
+                        "store not answering; withholding the systemd watchdog keep-alive"
+                    );
+                }
+            }
+        }))
+    } else {
+        None
+    };
+
     let _ = shutdown.wait_for(|s| *s).await;
     tracing::info!("draining");
+    notifier.notify("STOPPING=1\nSTATUS=draining");
+    if let Some(t) = sd {
+        t.abort();
+    }
     let drain = async {
         // 1. HTTP stops taking requests (in-flight ones finish).
         while servers.join_next().await.is_some() {}
