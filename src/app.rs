@@ -57,9 +57,10 @@ pub async fn run(
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
 
-    let sqlite = SqliteStore::open(
+    let sqlite = SqliteStore::open_with_limit(
         &config.store.path,
         config.store.commit_batch_max,
+        config.store.max_size_mb,
         metrics.clone(),
     )
     .with_context(|| format!("cannot open store {}", config.store.path.display()))?;
@@ -114,6 +115,7 @@ pub async fn run(
     let mut wake = HashMap::new();
     let mut dispatchers = JoinSet::new();
     let mut completion_tasks = JoinSet::new();
+    let mut started = Vec::new();
     for c in &config.carriers {
         let (ctx, crx) = mpsc::unbounded_channel();
         let (handle, tasks) = carrier::start(
@@ -139,19 +141,46 @@ pub async fn run(
             tracker.clone(),
             metrics.clone(),
         ));
+        started.push((c.clone(), handle.clone(), tracker, notify));
+        handles.push(handle);
+    }
+    for (c, handle, tracker, notify) in started {
+        // Lines of other carriers that name this one as a fallback.
+        let failover = handles
+            .iter()
+            .filter(|h| *h.id != *c.id)
+            .filter_map(|h| {
+                let lines: Vec<String> = config
+                    .lines
+                    .values()
+                    .filter(|l| *l.carrier == *h.id && l.fallback_carriers.contains(&c.id))
+                    .map(|l| l.number.as_str().to_owned())
+                    .collect();
+                let after = config
+                    .carriers
+                    .iter()
+                    .find(|p| *p.id == *h.id)?
+                    .failover_after;
+                (!lines.is_empty()).then(|| dispatch::Failover {
+                    primary: h.clone(),
+                    after,
+                    lines,
+                })
+            })
+            .collect();
         dispatchers.spawn(dispatch::run_dispatcher(
             dispatch::Dispatcher {
                 store: store.clone(),
-                carrier: handle.clone(),
+                carrier: handle,
                 config: config.clone(),
-                cfg: c.clone(),
+                cfg: c,
                 tracker,
                 wake: notify,
                 metrics: metrics.clone(),
+                failover,
             },
             shutdown.clone(),
         ));
-        handles.push(handle);
     }
 
     let webhook_metrics = Arc::new(

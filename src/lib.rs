@@ -19,6 +19,7 @@
 //! - [`net`]: outbound HTTP clients (rustls).
 //! - [`sim`]: `smsc-sim`, the carrier simulator (also embedded for `simulator = true`).
 //! - [`triggers`]: call-center Call-to-Text / Abandoned Call triggers.
+//! - [`status`]: `smsgate status`, a terminal view built from the admin listener.
 //! - [`systemd`]: sd_notify (READY, STATUS, STOPPING, WATCHDOG) without libsystemd.
 //! - [`telemetry`]: logging setup and the Prometheus registry.
 //! - [`app`]: wiring, start order and drain order.
@@ -38,6 +39,7 @@ pub mod ratelimit;
 pub mod segment;
 pub mod sim;
 pub mod smpp;
+pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

@@ -30,6 +30,14 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show a running daemon's binds, windows, queues and webhook backlog.
+    Status {
+        /// The admin listener (default: `admin.listen` from the config).
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +60,38 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Status { admin, config } => {
+            let admin = match admin {
+                Some(a) => a,
+                None => match config::load(&config) {
+                    Ok(c) => c.admin.listen.to_string(),
+                    Err(errors) => {
+                        eprintln!("{errors}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(smsgate::status::fetch(&admin)) {
+                Ok(view) => {
+                    print!("{view}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("smsgate status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             telemetry::init_logging_as("info", log_format);
             let cfg = match config::load(&config) {

@@ -264,3 +264,39 @@ async fn a_refused_password_is_retried_with_backoff_and_never_ready() {
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_line_fails_over_to_its_backup_carrier_when_its_own_stays_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(SimConfig::default()).await;
+    let text = config_text(
+        &dir.path().join("t.db"),
+        free_port(),
+        "failover_after = \"200ms\"",
+    )
+    .replacen(
+        "rate = 10000.0\nburst = 1000",
+        "rate = 10000.0\nburst = 1000\nfallback_carriers = [\"backup\"]",
+        1,
+    ) + &format!(
+        "\n[[carriers]]\nid = \"backup\"\nport = {}\nsystem_id = \"smsgate\"\npassword = \"secret\"\n",
+        s.local_addr().port()
+    );
+    let d = Daemon::start(&text).await;
+    assert!(
+        d.wait_ready(Duration::from_secs(10)).await,
+        "the backup binds"
+    );
+    let c = reqwest::Client::new();
+    let clinic = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 3, "failover").await;
+    wait_all(&c, &d, CLINIC_KEY, &clinic, "delivered").await;
+    let m = get_message(&c, &d, CLINIC_KEY, &clinic[0]).await;
+    assert_eq!(m["parts"][0]["carrier"], "backup", "{m}");
+    // The dental line has no fallback: it waits for its own carrier.
+    let dental = send_n(&c, &d, DENTAL_KEY, DENTAL_LINE, 1, "stay").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = get_message(&c, &d, DENTAL_KEY, &dental[0]).await;
+    assert_eq!(m["status"], "queued", "{m}");
+    d.stop().await;
+    s.shutdown().await;
+}

@@ -321,3 +321,37 @@ async fn an_idempotency_key_returns_the_first_answer() {
     assert_ne!(first["id"], fresh["id"]);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_store_answers_503_and_keeps_everything_it_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("t.db"), free_port(), "").replacen(
+        "[store]\n",
+        "[store]\nmax_size_mb = 1\n",
+        1,
+    );
+    let d = Daemon::start(&text).await;
+    let c = reqwest::Client::new();
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let (status, b) = send(&c, &d, CLINIC_KEY, json!({"from": CLINIC_LINE, "to": "+19175551234", "body": format!("{} {}", accepted.len(), "x".repeat(1400))})).await;
+        match status {
+            202 => accepted.push(b["id"].as_str().unwrap().to_owned()),
+            _ => break (status, b),
+        }
+        assert!(accepted.len() < 5000, "the size limit never bit");
+    };
+    assert_eq!(refused.0, 503, "{}", refused.1);
+    assert_eq!(refused.1["error"]["code"], "unavailable");
+    assert!(!accepted.is_empty());
+    for id in &accepted {
+        let m = get_message(&c, &d, CLINIC_KEY, id).await;
+        assert_eq!(m["status"], "queued", "{m}");
+    }
+    let m = d.metrics().await;
+    assert!(
+        m.contains(r#"smsgate_messages_rejected_total{reason="unavailable"} 1"#),
+        "{m}"
+    );
+    d.stop().await;
+}

@@ -153,7 +153,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Op::Claim => {
                     for m in store
-                        .claim_queued("sim".into(), 1000, Vec::new())
+                        .claim_queued("sim".into(), 1000, Vec::new(), None)
                         .await
                         .unwrap()
                     {

@@ -7,42 +7,138 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Deserializer, Serialize, de};
+use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::{
+    IntoParams, ToSchema,
+    openapi::{Type, schema::ObjectBuilder},
+};
 
-use super::{ApiError, ApiState, json_body};
+use super::{
+    ApiError, ApiState,
+    error::error_responses,
+    json_body,
+    openapi::{self, E164, MessageId as MessageIdSchema, PhoneNumber as PhoneNumberSchema},
+};
 use crate::{
     domain::{MessageId, PhoneNumber, now_millis},
     segment::{self, SegmentError},
     store::{Idempotency, InsertOutcome, MessageKind, NewMessage, view::message_json},
 };
 
-#[derive(Debug, Deserialize)]
+/// A text to send.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"from": "+12125551000", "to": "+19175551234", "body": "Your appointment is tomorrow at 9:00.", "client_ref": "appt-1"}))]
 pub struct SubmitBody {
+    /// The line to send from: one of the app's own lines.
+    #[schema(value_type = PhoneNumberSchema)]
     pub from: String,
+    /// The recipient.
+    #[schema(value_type = PhoneNumberSchema)]
     pub to: String,
+    /// The text. Up to 10 parts: 1530 GSM-7 characters, or 670 when it needs UCS-2.
+    #[schema(min_length = 1)]
     pub body: String,
+    /// The app's own reference, returned with the message and in its webhook events (at most
+    /// 256 bytes of UTF-8).
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub client_ref: Option<String>,
     /// `high` goes ahead of bulk traffic on the same line.
     #[serde(default)]
+    #[schema(schema_with = priority)]
     pub priority: Option<String>,
-    /// Seconds after which an unsent message expires instead of going out late.
-    #[serde(default)]
+    /// Seconds after which an unsent message expires instead of going out late; the line's
+    /// default when absent.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 18446744073709551615u64)]
     pub validity_secs: Option<u64>,
     /// Not sent before this time (RFC 3339).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub send_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+fn priority() -> ObjectBuilder {
+    openapi::one_of_or_null(&["normal", "high"])
+        .description(Some("`high` goes ahead of bulk traffic on the same line."))
+}
+
+
+
+/// A JSON integer as JSON Schema counts them: `3600` or `3600.0` (how some JSON writers, such
+/// as Python's for a float, send whole numbers).
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..u64::MAX as f64).contains(f))
+                .map(|f| f as u64)
+        })
+        .map(Some)
+        .ok_or_else(|| de::Error::custom(format!("{n} is not a whole number from 0 to 2^64 - 1")))
+}
+
+/// A text to estimate.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"body": "Your appointment is tomorrow at 9:00 ☺"}))]
 pub struct EstimateBody {
+    /// The line it would be sent from (only checked to be a possible number).
     #[serde(default)]
+    #[schema(value_type = Option<PhoneNumberSchema>)]
     pub from: Option<String>,
+    #[schema(min_length = 1)]
     pub body: String,
+}
+
+/// `202`: the message is stored (fsync'd) and queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    #[schema(value_type = MessageIdSchema)]
+    id: String,
+    /// Always `queued`.
+    #[schema(schema_with = queued)]
+    status: &'static str,
+    /// Parts on the air.
+    segments: u32,
+    #[schema(schema_with = encoding)]
+    encoding: String,
+    /// Present (`true`) when look-alike characters were replaced to fit a cheaper encoding.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    smart_encoded: bool,
+}
+
+fn queued() -> ObjectBuilder {
+    openapi::one_of(&["queued"])
+}
+
+pub(super) fn encoding() -> ObjectBuilder {
+    openapi::one_of(&["gsm7", "ucs2", "latin1"]).description(Some(
+        "`gsm7` (160 characters a part, 153 when split), `ucs2` (70/67) or `latin1` (140/134).",
+    ))
+}
+
+/// How a text would be sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Estimate {
+    /// Parts on the air.
+    segments: usize,
+    #[schema(schema_with = encoding)]
+    encoding: &'static str,
+    /// Characters (GSM-7 septets, Latin-1 octets, UTF-16 units) in each part.
+    units_per_segment: Vec<usize>,
+    /// What one part holds, in the same units.
+    max_units_per_segment: usize,
+    /// When the text needs UCS-2: the characters that forced it.
+    ucs2_characters: Vec<String>,
+    /// Whether look-alike characters would be replaced to fit a cheaper encoding.
+    smart_encoded: bool,
 }
 
 const MAX_CLIENT_REF: usize = 256;
@@ -101,6 +197,24 @@ fn plan(state: &ApiState, body: &str) -> Result<segment::Plan, ApiError> {
     })
 }
 
+/// Send a text
+///
+/// Checks the request, the line, opt-outs and whether the number can take texts, stores the
+/// message (fsync'd) and answers `202`. It is then sent to the carrier; follow it with
+/// `GET /v1/messages/{id}` or the `message.status` webhook.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    operation_id = "submit_message",
+    params(SubmitHeaders),
+    request_body(content = SubmitBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored and queued", body = Accepted),
+        SubmitErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn submit(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -268,18 +382,60 @@ async fn submit_inner(
 }
 
 fn accepted(id: &MessageId, segments: u32, encoding: &str, replaced: bool) -> Response {
-    let mut body = json!({
-        "id": id.as_str(),
-        "status": "queued",
-        "segments": segments,
-        "encoding": encoding,
-    });
-    if replaced {
-        body["smart_encoded"] = Value::Bool(true);
-    }
+    let body = Accepted {
+        id: id.as_str().to_owned(),
+        status: "queued",
+        segments,
+        encoding: encoding.to_owned(),
+        smart_encoded: replaced,
+    };
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
+/// The headers `submit` reads besides `Authorization`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // describes headers read from the `HeaderMap`
+pub struct SubmitHeaders {
+    /// The same key from the same app within 24 h answers the first answer again (and sends
+    /// nothing); with a different request it is `422 idempotency_key_reused`.
+    #[param(
+        rename = "Idempotency-Key",
+        required = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[!-~]([ -~]*[!-~])?$",
+        example = "appt-1-reminder"
+    )]
+    idempotency_key: String,
+}
+
+error_responses!(SubmitErrors {
+    400 => ["invalid_request"],
+    401 => ["unauthorized"],
+    403 => ["forbidden_line"],
+    409 => ["opted_out"],
+    413 => ["request_too_large"],
+    422 => ["invalid_number", "unknown_line", "empty_body", "body_too_long", "not_textable", "idempotency_key_reused"],
+    503 => ["overloaded", "unavailable", "timeout", "lookup_unavailable"],
+});
+
+/// Estimate a text
+///
+/// The parts and encoding a text would be sent with, and the characters that forced UCS-2.
+/// Sends nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/messages:estimate",
+    tag = "messages",
+    operation_id = "estimate_message",
+    request_body(content = EstimateBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "How it would be sent", body = Estimate),
+        EstimateErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn estimate(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -292,14 +448,14 @@ pub async fn estimate(
             number("from", from)?;
         }
         let plan = plan(&state, &req.body)?;
-        Ok::<_, ApiError>(Json(json!({
-            "segments": plan.parts,
-            "encoding": plan.encoding.as_str(),
-            "units_per_segment": plan.units_per_part,
-            "max_units_per_segment": plan.units_per_part_max,
-            "ucs2_characters": plan.forcing_ucs2.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-            "smart_encoded": plan.replaced,
-        })))
+        Ok::<_, ApiError>(Json(Estimate {
+            segments: plan.parts,
+            encoding: plan.encoding.as_str(),
+            units_per_segment: plan.units_per_part,
+            max_units_per_segment: plan.units_per_part_max,
+            ucs2_characters: plan.forcing_ucs2.iter().map(|c| c.to_string()).collect(),
+            smart_encoded: plan.replaced,
+        }))
     };
     match run().await {
         Ok(j) => j.into_response(),
@@ -307,6 +463,29 @@ pub async fn estimate(
     }
 }
 
+error_responses!(EstimateErrors {
+    400 => ["invalid_request"],
+    401 => ["unauthorized"],
+    413 => ["request_too_large"],
+    422 => ["invalid_number", "empty_body", "body_too_long"],
+    503 => ["overloaded", "timeout"],
+});
+
+/// Read a message
+///
+/// Its state, its parts with the carrier's ids and receipts, its error, its timestamps.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    operation_id = "get_message",
+    params(("id" = MessageIdSchema, Path, description = "The id `POST /v1/messages` answered")),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        GetErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -327,4 +506,97 @@ pub async fn get(
         Ok(j) => j.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+error_responses!(GetErrors {
+    401 => ["unauthorized"],
+    404 => ["not_found"],
+    503 => ["overloaded", "unavailable", "timeout"],
+});
+
+/// A message as `GET /v1/messages/{id}` answers it (built by `store::view::message_json`,
+/// which webhook events share).
+#[derive(ToSchema)]
+#[schema(as = Message)]
+#[allow(dead_code)] // describes a body built elsewhere
+pub struct MessageView {
+    #[schema(value_type = MessageIdSchema)]
+    id: String,
+    /// The line it is sent from.
+    #[schema(value_type = E164)]
+    from: String,
+    #[schema(value_type = E164)]
+    to: String,
+    #[schema(schema_with = message_status)]
+    status: String,
+    segments: u32,
+    #[schema(schema_with = encoding)]
+    encoding: String,
+    client_ref: Option<String>,
+    /// The carrier (`[[carriers]] id`) it goes out through.
+    carrier: String,
+    /// Times it was handed to a carrier.
+    attempts: u32,
+    /// Why it failed, when it did: the SMPP status name (`ESME_RINVDSTADR`) or smsgate's reason.
+    error: Option<MessageError>,
+    #[schema(schema_with = openapi::date_time)]
+    created_at: String,
+    #[schema(schema_with = openapi::date_time)]
+    updated_at: String,
+    /// Its parts on the air, once sent.
+    parts: Vec<PartView>,
+}
+
+/// Why a message failed.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a body built elsewhere
+pub struct MessageError {
+    code: String,
+    message: String,
+}
+
+/// One part of a message, as handed to the carrier.
+#[derive(ToSchema)]
+#[schema(as = MessagePart)]
+#[allow(dead_code)] // describes a body built elsewhere
+pub struct PartView {
+    /// 1 for the first part.
+    seq: u32,
+    carrier: String,
+    /// The carrier's id for this part (from `submit_sm_resp`), normalised.
+    carrier_message_id: String,
+    #[schema(schema_with = message_status)]
+    status: String,
+    /// The delivery receipt, once it came.
+    receipt: Option<Receipt>,
+    #[schema(schema_with = openapi::date_time)]
+    sent_at: String,
+    #[schema(schema_with = date_time_or_null)]
+    done_at: Option<String>,
+}
+
+/// A delivery receipt as the carrier wrote it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a body built elsewhere
+pub struct Receipt {
+    /// `DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`...
+    stat: String,
+    /// The carrier's error code, if it gave one.
+    err: Option<String>,
+}
+
+pub(super) fn message_status() -> ObjectBuilder {
+    openapi::one_of(&[
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "expired",
+    ])
+}
+
+fn date_time_or_null() -> ObjectBuilder {
+    openapi::or_null(openapi::date_time(), Type::String)
 }

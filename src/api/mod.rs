@@ -5,6 +5,7 @@ mod conversations;
 mod error;
 mod messages;
 mod numbers;
+mod openapi;
 mod optouts;
 mod triggers;
 mod webhooks;
@@ -15,10 +16,11 @@ use axum::{
     Router,
     body::Bytes,
     error_handling::HandleErrorLayer,
-    extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{DefaultBodyLimit, Query, State, rejection::QueryRejection},
+    handler::Handler,
+    http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{MethodFilter, MethodRouter, get},
 };
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -26,6 +28,7 @@ use tokio::sync::Notify;
 use tower::ServiceBuilder;
 
 pub use error::ApiError;
+pub use openapi::{openapi, openapi_json};
 
 use crate::{
     config::{App, Config},
@@ -118,6 +121,73 @@ fn digest(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
+/// One operation of the app-facing API.
+pub struct Endpoint {
+    pub method: Method,
+    /// The path as the router matches it.
+    pub route: &'static str,
+    /// The path as the OpenAPI spec writes it: the same, except where the handler reads an
+    /// action out of an id's path segment (`/v1/webhooks/dead/{id}:replay`).
+    pub spec_path: &'static str,
+    handler: MethodRouter<ApiState>,
+}
+
+impl Endpoint {
+    fn new<H, T>(method: Method, route: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a method the router knows");
+        Self {
+            method,
+            route,
+            spec_path: route,
+            handler: axum::routing::on(filter, handler),
+        }
+    }
+
+    fn documented_as(mut self, spec_path: &'static str) -> Self {
+        self.spec_path = spec_path;
+        self
+    }
+}
+
+/// Every operation of the app-facing API, in one place: [`router`] is built from this list,
+/// and `tests/openapi.rs` checks the OpenAPI spec against it both ways.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Method as M;
+    vec![
+        Endpoint::new(M::POST, "/v1/messages", messages::submit),
+        Endpoint::new(M::POST, "/v1/messages:estimate", messages::estimate),
+        Endpoint::new(M::GET, "/v1/messages/{id}", messages::get),
+        Endpoint::new(M::POST, "/v1/triggers/{token}", triggers::fire),
+        Endpoint::new(M::GET, "/v1/numbers/{number}", numbers::get),
+        Endpoint::new(M::PUT, "/v1/numbers/{number}", numbers::put),
+        Endpoint::new(M::GET, "/v1/webhooks/dead", webhooks::list),
+        Endpoint::new(M::POST, "/v1/webhooks/dead:replay", webhooks::replay_all),
+        Endpoint::new(M::POST, "/v1/webhooks/dead/{id}", webhooks::replay_one)
+            .documented_as("/v1/webhooks/dead/{id}:replay"),
+        Endpoint::new(M::GET, "/v1/lines/{line}/opt-outs", optouts::list),
+        Endpoint::new(M::POST, "/v1/lines/{line}/opt-outs:import", optouts::import),
+        Endpoint::new(M::GET, "/v1/lines/{line}/opt-outs/{number}", optouts::get),
+        Endpoint::new(M::PUT, "/v1/lines/{line}/opt-outs/{number}", optouts::put),
+        Endpoint::new(M::DELETE, "/v1/lines/{line}/opt-outs/{number}", optouts::delete),
+        Endpoint::new(M::GET, "/v1/lines/{line}/conversations", conversations::list),
+        Endpoint::new(
+            M::GET,
+            "/v1/lines/{line}/conversations/{number}/messages",
+            conversations::messages,
+        ),
+        Endpoint::new(
+            M::POST,
+            "/v1/lines/{line}/conversations/{number}/read",
+            conversations::read,
+        ),
+        Endpoint::new(M::GET, "/v1/openapi.json", openapi::serve),
+    ]
+}
+
 /// The app-facing router with its limits: body size, concurrency (excess is shed with 503
 /// `overloaded`, not queued), and a per-request timeout.
 pub fn router(state: ApiState) -> Router {
@@ -138,42 +208,11 @@ pub fn router(state: ApiState) -> Router {
         .load_shed()
         .concurrency_limit(http.concurrency_limit)
         .timeout(http.request_timeout);
-    Router::new()
-        .route("/v1/messages", axum::routing::post(messages::submit))
-        .route(
-            "/v1/messages:estimate",
-            axum::routing::post(messages::estimate),
-        )
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/triggers/{token}", axum::routing::post(triggers::fire))
-        .route("/v1/numbers/{number}", get(numbers::get).put(numbers::put))
-        .route("/v1/webhooks/dead", get(webhooks::list))
-        .route(
-            "/v1/webhooks/dead:replay",
-            axum::routing::post(webhooks::replay_all),
-        )
-        .route(
-            "/v1/webhooks/dead/{id}",
-            axum::routing::post(webhooks::replay_one),
-        )
-        .route("/v1/lines/{line}/opt-outs", get(optouts::list))
-        .route("/v1/lines/{line}/conversations", get(conversations::list))
-        .route(
-            "/v1/lines/{line}/conversations/{number}/messages",
-            get(conversations::messages),
-        )
-        .route(
-            "/v1/lines/{line}/conversations/{number}/read",
-            axum::routing::post(conversations::read),
-        )
-        .route(
-            "/v1/lines/{line}/opt-outs:import",
-            axum::routing::post(optouts::import),
-        )
-        .route(
-            "/v1/lines/{line}/opt-outs/{number}",
-            get(optouts::get).put(optouts::put).delete(optouts::delete),
-        )
+    let mut api = Router::new();
+    for e in endpoints() {
+        api = api.route(e.route, e.handler);
+    }
+    api
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -238,6 +277,12 @@ async fn readyz(State(s): State<AdminState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, body).into_response()
+}
+
+/// Query parameters, refused with our JSON error shape (axum's own rejection is plain text).
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::invalid_request(e.body_text()))
 }
 
 /// Parses a JSON body ourselves so every malformed request gets our JSON error shape.

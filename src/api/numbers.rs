@@ -9,8 +9,17 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{
+    ToSchema,
+    openapi::{Type, schema::ObjectBuilder},
+};
 
-use super::{ApiError, ApiState, json_body};
+use super::{
+    ApiError, ApiState,
+    error::error_responses,
+    json_body,
+    openapi::{self, E164, PhoneNumber as PhoneNumberSchema},
+};
 use crate::{
     domain::{now_millis, rfc3339},
     policy::Verdict,
@@ -33,6 +42,62 @@ fn view(number: &str, info: Option<&NumberInfo>) -> Value {
     }
 }
 
+/// What smsgate knows about a number. Only `number`, `textable` and `source` are present (both
+/// `null`) when it knows nothing.
+#[derive(ToSchema)]
+#[schema(as = NumberInfo)]
+#[allow(dead_code)] // describes the body `view` builds
+pub struct NumberView {
+    #[schema(value_type = E164)]
+    number: String,
+    /// Whether it can take texts; `null`: not known (it will be looked up, or tried).
+    #[schema(required = true)]
+    textable: Option<bool>,
+    #[schema(required = true, schema_with = source)]
+    source: Option<String>,
+    /// `mobile`, `landline`, `voip`... as the lookup (or operator) said.
+    #[schema(required = false)]
+    line_type: Option<String>,
+    /// Why it cannot take texts.
+    #[schema(required = false)]
+    reason: Option<String>,
+    /// The carrier that answered about it.
+    #[schema(required = false)]
+    carrier: Option<String>,
+    #[schema(required = false, schema_with = openapi::date_time)]
+    updated_at: String,
+    #[schema(required = false, schema_with = expires_at)]
+    expires_at: Option<String>,
+}
+
+fn source() -> ObjectBuilder {
+    openapi::one_of_or_null(&["carrier", "lookup", "operator"]).description(Some(
+        "Where it came from: `carrier` (a carrier refused it), `lookup` (the line-type lookup), \
+         `operator` (`PUT /v1/numbers/{number}`); `null` when nothing is known.",
+    ))
+}
+
+fn expires_at() -> ObjectBuilder {
+    openapi::or_null(openapi::date_time(), Type::String).description(Some(
+        "When it is looked up again; `null`: never (operator overrides).",
+    ))
+}
+
+/// Read what smsgate knows about a number
+///
+/// Whether it can take texts, its line type, and where that came from.
+#[utoipa::path(
+    get,
+    path = "/v1/numbers/{number}",
+    tag = "numbers",
+    operation_id = "get_number",
+    params(("number" = PhoneNumberSchema, Path, description = "Any number")),
+    responses(
+        (status = 200, description = "What is known", body = NumberView),
+        GetErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -48,16 +113,42 @@ pub async fn get(
         .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
 
-#[derive(Debug, Deserialize)]
+error_responses!(GetErrors {
+    401 => ["unauthorized"],
+    422 => ["invalid_number"],
+    503 => ["overloaded", "unavailable", "timeout"],
+});
+
+/// An operator's word on a number; it does not expire.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NumberOverride, example = json!({"textable": false, "line_type": "landline", "reason": "the front desk's landline"}))]
 struct Override {
     textable: bool,
     #[serde(default)]
     line_type: Option<String>,
+    /// Why; when `textable` is false and no reason is given: "marked by an operator".
     #[serde(default)]
     reason: Option<String>,
 }
 
+/// Say whether a number can take texts
+///
+/// An operator override: sends to it are refused with `not_textable` (or allowed again) until
+/// it is changed, whatever carriers or the lookup say.
+#[utoipa::path(
+    put,
+    path = "/v1/numbers/{number}",
+    tag = "numbers",
+    operation_id = "put_number",
+    params(("number" = PhoneNumberSchema, Path, description = "Any number")),
+    request_body(content = Override, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored; what is now known", body = NumberView),
+        PutErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn put(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -86,6 +177,14 @@ pub async fn put(
     run.await
         .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
+
+error_responses!(PutErrors {
+    400 => ["invalid_request"],
+    401 => ["unauthorized"],
+    413 => ["request_too_large"],
+    422 => ["invalid_number"],
+    503 => ["overloaded", "unavailable", "timeout"],
+});
 
 /// Refuses a send to a number known (or looked up) to be unable to take texts.
 pub(super) async fn ensure_textable(

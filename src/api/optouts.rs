@@ -6,14 +6,21 @@ use std::sync::Arc;
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, Query, State, rejection::BytesRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{BytesRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiState};
+use super::{
+    ApiError, ApiState,
+    error::error_responses,
+    openapi::{self, E164, PhoneNumber as PhoneNumberSchema},
+};
 use crate::{
     config::{App, Line},
     domain::{PhoneNumber, rfc3339},
@@ -42,32 +49,105 @@ pub(super) fn own_line(state: &ApiState, app: &App, raw: &str) -> Result<Arc<Lin
     Ok(line.clone())
 }
 
-fn view(o: &OptOut) -> Value {
-    json!({
-        "line": o.line.as_str(),
-        "number": o.number.as_str(),
-        "opted_out": true,
-        "source": o.source,
-        "created_at": rfc3339(o.created_at),
-    })
+/// A number that opted out of a line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OptOutView {
+    #[schema(value_type = E164)]
+    line: String,
+    #[schema(value_type = E164)]
+    number: String,
+    /// Always `true`.
+    opted_out: bool,
+    /// How: `keyword` (they texted STOP), `api`, `import`.
+    source: String,
+    #[schema(schema_with = openapi::date_time)]
+    created_at: String,
 }
 
-#[derive(Debug, Deserialize)]
+fn view(o: &OptOut) -> OptOutView {
+    OptOutView {
+        line: o.line.as_str().to_owned(),
+        number: o.number.as_str().to_owned(),
+        opted_out: true,
+        source: o.source.clone(),
+        created_at: rfc3339(o.created_at),
+    }
+}
+
+/// A page of a line's opt-outs, by number.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OptOutList {
+    opt_outs: Vec<OptOutView>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    #[schema(value_type = Option<E164>)]
+    next_after: Option<String>,
+}
+
+/// A number's opt-out of a line after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OptOutChanged {
+    #[schema(value_type = E164)]
+    line: String,
+    #[schema(value_type = E164)]
+    number: String,
+    opted_out: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResult {
+    /// Rows read (not counting a header or blank lines) that were valid.
+    rows: usize,
+    /// Rows that changed something.
+    changed: u64,
+    /// Rows that were not applied, and why.
+    errors: Vec<ImportError>,
+}
+
+/// A row that was not applied.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportError {
+    /// The row's line number in the body, from 1.
+    line: usize,
+    message: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Cursor: numbers after this one (the previous page's `next_after`).
     #[serde(default)]
     after: Option<String>,
+    /// Page size: 1 to 1000 (default 100; values outside are brought into range).
     #[serde(default)]
+    #[param(nullable = false, minimum = 0, maximum = 18446744073709551615u64)]
     limit: Option<usize>,
 }
 
+/// List a line's opt-outs
+///
+/// By number, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/lines/{line}/opt-outs",
+    tag = "opt-outs",
+    operation_id = "list_opt_outs",
+    params(("line" = PhoneNumberSchema, Path, description = "One of the app's lines"), Page),
+    responses(
+        (status = 200, description = "A page of opt-outs", body = OptOutList),
+        ListErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(line): Path<String>,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let page = super::query(page)?;
         let line = own_line(&state, &app, &line)?;
         let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
         let after = page.after.unwrap_or_default();
@@ -77,15 +157,40 @@ pub async fn list(
             .opt_outs(line.number.clone(), after, limit)
             .await?;
         let next = (list.len() == limit).then(|| list.last().map(|o| o.number.as_str().to_owned()));
-        Ok::<_, ApiError>(Json(json!({
-            "opt_outs": list.iter().map(view).collect::<Vec<_>>(),
-            "next_after": next.flatten(),
-        })))
+        Ok::<_, ApiError>(Json(OptOutList {
+            opt_outs: list.iter().map(view).collect(),
+            next_after: next.flatten(),
+        }))
     };
     run.await
         .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
 
+error_responses!(ListErrors {
+    400 => ["invalid_request"],
+    401 => ["unauthorized"],
+    403 => ["forbidden_line"],
+    404 => ["unknown_line"],
+    422 => ["invalid_number"],
+    503 => ["overloaded", "unavailable", "timeout"],
+});
+
+/// Read a number's opt-out of a line
+#[utoipa::path(
+    get,
+    path = "/v1/lines/{line}/opt-outs/{number}",
+    tag = "opt-outs",
+    operation_id = "get_opt_out",
+    params(
+        ("line" = PhoneNumberSchema, Path, description = "One of the app's lines"),
+        ("number" = PhoneNumberSchema, Path, description = "The number"),
+    ),
+    responses(
+        (status = 200, description = "The number opted out of the line", body = OptOutView),
+        GetErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -111,6 +216,22 @@ pub async fn get(
         .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
 
+error_responses!(GetErrors {
+    401 => ["unauthorized"],
+    403 => ["forbidden_line"],
+    404 => ["unknown_line", "not_found"],
+    422 => ["invalid_number"],
+    503 => ["overloaded", "unavailable", "timeout"],
+});
+
+error_responses!(ChangeErrors {
+    401 => ["unauthorized"],
+    403 => ["forbidden_line"],
+    404 => ["unknown_line"],
+    422 => ["invalid_number"],
+    503 => ["overloaded", "unavailable", "timeout"],
+});
+
 async fn change(
     state: &ApiState,
     headers: &HeaderMap,
@@ -134,14 +255,32 @@ async fn change(
             },
         )
         .await?;
-    Ok(Json(json!({
-        "line": line.number.as_str(),
-        "number": number.as_str(),
-        "opted_out": opted_out,
-    }))
+    Ok(Json(OptOutChanged {
+        line: line.number.as_str().to_owned(),
+        number: number.as_str().to_owned(),
+        opted_out,
+    })
     .into_response())
 }
 
+/// Opt a number out of a line
+///
+/// The line sends it nothing more (sends are refused with `opted_out`) until it opts back in.
+#[utoipa::path(
+    put,
+    path = "/v1/lines/{line}/opt-outs/{number}",
+    tag = "opt-outs",
+    operation_id = "put_opt_out",
+    params(
+        ("line" = PhoneNumberSchema, Path, description = "One of the app's lines"),
+        ("number" = PhoneNumberSchema, Path, description = "The number"),
+    ),
+    responses(
+        (status = 200, description = "Opted out", body = OptOutChanged),
+        ChangeErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn put(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -152,6 +291,22 @@ pub async fn put(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Opt a number back in to a line
+#[utoipa::path(
+    delete,
+    path = "/v1/lines/{line}/opt-outs/{number}",
+    tag = "opt-outs",
+    operation_id = "delete_opt_out",
+    params(
+        ("line" = PhoneNumberSchema, Path, description = "One of the app's lines"),
+        ("number" = PhoneNumberSchema, Path, description = "The number"),
+    ),
+    responses(
+        (status = 200, description = "Opted back in (also when it had not opted out)", body = OptOutChanged),
+        ChangeErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -174,9 +329,33 @@ fn yes() -> bool {
     true
 }
 
-/// Bulk sync from a system of record: CSV (`number[,opted_out]`, optional header) or JSON lines
-/// (`{"number": "...", "opted_out": true}`). Rows that fail are reported with their line
-/// number; the others are applied.
+/// Import opt-outs
+///
+/// Bulk sync from a system of record: CSV (`number[,opted_out]`, optional header line starting
+/// `number`; `opted_out` is `true`/`1`/`yes` (the default) or `false`/`0`/`no`) or JSON lines
+/// (`{"number": "...", "opted_out": true}`), whatever the `Content-Type`. Rows that fail are
+/// reported with their line number; the others are applied.
+#[utoipa::path(
+    post,
+    path = "/v1/lines/{line}/opt-outs:import",
+    tag = "opt-outs",
+    operation_id = "import_opt_outs",
+    params(("line" = PhoneNumberSchema, Path, description = "One of the app's lines")),
+    request_body(
+        description = "UTF-8 text, one row a line: CSV rows or JSON lines, mixed as you like \
+                       (sent as `text/csv`, `text/plain`, `application/x-ndjson`...). No body: \
+                       nothing to import.",
+        content(
+            (Option<String> = "text/csv", example = "number,opted_out\n+19175551234,true\n2125550199,false\n"),
+            (Option<String> = "text/plain", example = "{\"number\": \"+19175551234\"}\n{\"number\": \"2125550199\", \"opted_out\": false}\n"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Applied; rows that were not are in `errors`", body = ImportResult),
+        ImportErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn import(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -219,7 +398,10 @@ pub async fn import(
                     .map_err(|e| e.to_string())
             }) {
                 Ok(r) => rows.push(r),
-                Err(message) => errors.push(json!({ "line": i + 1, "message": message })),
+                Err(message) => errors.push(ImportError {
+                    line: i + 1,
+                    message,
+                }),
             }
         }
         let mut changed = 0;
@@ -238,12 +420,22 @@ pub async fn import(
                 )
                 .await?;
         }
-        Ok::<_, ApiError>(Json(json!({
-            "rows": rows.len(),
-            "changed": changed,
-            "errors": errors,
-        })))
+        Ok::<_, ApiError>(Json(ImportResult {
+            rows: rows.len(),
+            changed,
+            errors,
+        }))
     };
     run.await
         .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
+
+error_responses!(ImportErrors {
+    400 => ["invalid_request"],
+    401 => ["unauthorized"],
+    403 => ["forbidden_line"],
+    404 => ["unknown_line"],
+    413 => ["request_too_large"],
+    422 => ["invalid_number"],
+    503 => ["overloaded", "unavailable", "timeout"],
+});

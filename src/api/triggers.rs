@@ -7,9 +7,14 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::{ToSchema, openapi::schema::ObjectBuilder};
 
-use super::{ApiError, ApiState};
+use super::{
+    ApiError, ApiState,
+    error::error_responses,
+    openapi::{self, MessageId as MessageIdSchema, PhoneNumber as PhoneNumberSchema},
+};
 use crate::{
     domain::{MessageId, now_millis},
     segment,
@@ -17,6 +22,110 @@ use crate::{
     triggers::{caller_from_body, form_value},
 };
 
+/// The caller's number as a JSON or form body (the key in any case). It may instead be given
+/// as the `CALLER_ID_NUMBER` query parameter, which wins when both are present.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes what `triggers::caller_from_body` reads
+pub struct TriggerCaller {
+    #[schema(rename = "CALLER_ID_NUMBER", schema_with = caller_id)]
+    caller_id_number: String,
+}
+
+fn caller_id() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::Type::String,
+            utoipa::openapi::Type::Integer,
+        ]))
+        .pattern(Some(r"^\s*\+?[0-9 ().-]+\s*$"))
+        .minimum(Some(0))
+        .description(Some(
+            "The caller's number, as a string (any form `PhoneNumber` takes) or, in JSON, a number.",
+        ))
+        .examples(["2125551234"])
+}
+
+/// `202`: the text is stored and queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerQueued {
+    #[schema(value_type = MessageIdSchema)]
+    id: String,
+    #[schema(schema_with = queued)]
+    status: &'static str,
+}
+
+fn queued() -> ObjectBuilder {
+    openapi::one_of(&["queued"])
+}
+
+/// `200`: nothing was sent, and why.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TriggerDone {
+    Duplicate(TriggerDuplicate),
+    Skipped(TriggerSkipped),
+}
+
+/// The caller already got a text from this line within the trigger's dedupe window: that
+/// message's id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerDuplicate {
+    #[schema(value_type = MessageIdSchema)]
+    id: String,
+    #[schema(schema_with = duplicate)]
+    status: &'static str,
+}
+
+fn duplicate() -> ObjectBuilder {
+    openapi::one_of(&["duplicate"])
+}
+
+/// The trigger is outside its active hours.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerSkipped {
+    #[schema(schema_with = skipped)]
+    status: &'static str,
+    #[schema(schema_with = outside_active_hours)]
+    reason: &'static str,
+}
+
+fn skipped() -> ObjectBuilder {
+    openapi::one_of(&["skipped"])
+}
+
+fn outside_active_hours() -> ObjectBuilder {
+    openapi::one_of(&["outside_active_hours"])
+}
+
+/// Fire a trigger
+///
+/// Texts the trigger's template from its line to the caller, through the same pipeline as any
+/// message (opt-outs, line-type checks, rate limits). No api key: the secret token in the URL
+/// is the credential, and an unknown token answers like an unknown path. A caller who already
+/// got a text from the line within the trigger's dedupe window gets no second one.
+#[utoipa::path(
+    post,
+    path = "/v1/triggers/{token}",
+    tag = "triggers",
+    operation_id = "fire_trigger",
+    params(
+        ("token" = String, Path, description = "The trigger's secret token (`[[triggers]] token`)"),
+        ("CALLER_ID_NUMBER" = Option<PhoneNumberSchema>, Query, description = "The caller's number (or give it in the body)"),
+    ),
+    request_body(
+        description = "The caller's number, when it is not in the query",
+        content(
+            (Option<TriggerCaller> = "application/json"),
+            (Option<TriggerCaller> = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Texted: stored and queued", body = TriggerQueued),
+        (status = 200, description = "Nothing sent: a duplicate, or outside active hours", body = TriggerDone),
+        FireErrors,
+    ),
+    security(()),
+)]
 pub async fn fire(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -60,7 +169,10 @@ pub async fn fire(
                 "skipped",
                 (
                     StatusCode::OK,
-                    Json(json!({"status": "skipped", "reason": "outside_active_hours"})),
+                    Json(TriggerDone::Skipped(TriggerSkipped {
+                        status: "skipped",
+                        reason: "outside_active_hours",
+                    })),
                 )
                     .into_response(),
             ));
@@ -122,7 +234,10 @@ pub async fn fire(
                     "sent",
                     (
                         StatusCode::ACCEPTED,
-                        Json(json!({"id": id.as_str(), "status": "queued"})),
+                        Json(TriggerQueued {
+                            id: id.as_str().to_owned(),
+                            status: "queued",
+                        }),
                     )
                         .into_response(),
                 ))
@@ -131,7 +246,10 @@ pub async fn fire(
                 "duplicate",
                 (
                     StatusCode::OK,
-                    Json(json!({"id": first.as_str(), "status": "duplicate"})),
+                    Json(TriggerDone::Duplicate(TriggerDuplicate {
+                        id: first.as_str().to_owned(),
+                        status: "duplicate",
+                    })),
                 )
                     .into_response(),
             )),
@@ -149,3 +267,12 @@ pub async fn fire(
         }
     }
 }
+
+error_responses!(FireErrors {
+    400 => ["invalid_request"],
+    404 => ["not_found"],
+    409 => ["opted_out"],
+    413 => ["request_too_large"],
+    422 => ["invalid_number", "not_textable"],
+    503 => ["overloaded", "unavailable", "timeout", "lookup_unavailable"],
+});

@@ -102,6 +102,9 @@ struct E2eArgs {
     /// Simulator delay before each receipt, e.g. 0ms or 200ms.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0ms")]
     receipt_delay: Duration,
+    /// The line's rate in segments per second (default: high enough never to limit).
+    #[arg(long, default_value_t = 1_000_000.0)]
+    line_rate: f64,
     /// store.commit_batch_max of the daemon (default: the daemon's default).
     #[arg(long)]
     commit_batch_max: Option<usize>,
@@ -195,6 +198,7 @@ fn main() -> ExitCode {
                 binds: a.binds,
                 receipt_delay: a.receipt_delay,
                 commit_batch_max: a.commit_batch_max,
+                line_rate: a.line_rate,
                 traffic: a.load.traffic(),
                 progress: a.load.progress(),
                 dir: a.dir,

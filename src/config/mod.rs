@@ -105,6 +105,8 @@ pub struct Store {
     pub path: PathBuf,
     /// Most writes folded into one transaction (group commit).
     pub commit_batch_max: usize,
+    /// Refuse writes (503 at the API) once the database is this large.
+    pub max_size_mb: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,9 @@ pub struct Carrier {
     pub simulator_receipt_delay: Duration,
     pub mo_default_alphabet: MoAlphabet,
     pub not_textable_statuses: Vec<u32>,
+    pub failover_after: Duration,
+    /// Encoding and concatenation this carrier supports.
+    pub segment: crate::segment::Options,
     /// Submits per second allowed by the carrier (None: no limit).
     pub max_rate: Option<f64>,
     pub not_textable_receipt_errors: Vec<String>,
@@ -183,6 +188,10 @@ pub struct Line {
     pub number: PhoneNumber,
     pub app: String,
     pub carrier: String,
+    /// Segmentation for this line: its carrier's options plus the line's smart encoding.
+    pub segment: crate::segment::Options,
+    /// Carriers used, in order, while `carrier` has been unbound for its `failover_after`.
+    pub fallback_carriers: Vec<String>,
     pub rate_class: RateClass,
     pub help_text: Option<String>,
     pub lookup_fail_closed: bool,

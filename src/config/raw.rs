@@ -202,6 +202,8 @@ impl Default for RawAdmin {
 pub struct RawStore {
     pub path: String,
     pub commit_batch_max: usize,
+    /// Refuse writes beyond this database size, as a full disk would (0: no limit).
+    pub max_size_mb: u64,
 }
 
 impl Default for RawStore {
@@ -209,6 +211,7 @@ impl Default for RawStore {
         Self {
             path: "data/smsgate.db".into(),
             commit_batch_max: 4096,
+            max_size_mb: 0,
         }
     }
 }
@@ -301,6 +304,22 @@ pub struct RawCarrier {
     pub simulator_receipt_delay: Dur,
     #[serde(default)]
     pub mo_default_alphabet: MoAlphabet,
+    /// How parts of long texts are tied together: udh8 (default), udh16, sar, payload.
+    #[serde(default)]
+    pub concat: ConcatMethod,
+    /// National language shift tables the carrier supports: turkish, spanish, portuguese.
+    #[serde(default)]
+    pub national_languages: Vec<NationalLanguageName>,
+    /// The carrier accepts Latin-1 (data_coding 3).
+    #[serde(default)]
+    pub latin1: bool,
+    /// Most parts a message may have (default 10).
+    #[serde(default = "default_max_parts")]
+    pub max_parts: usize,
+    /// How long this carrier may be without a bind before lines listing fallback carriers use
+    /// them.
+    #[serde(default = "default_failover_after")]
+    pub failover_after: Dur,
     /// Most submits per second the carrier contract allows (0: no limit).
     #[serde(default)]
     pub max_rate: f64,
@@ -334,6 +353,14 @@ pub struct RawLine {
     /// second's worth, at least 1).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// Replace look-alike characters (curly quotes, long dashes...) with GSM-7 ones when that
+    /// avoids UCS-2 or saves parts; the API answer says when it happened.
+    #[serde(default)]
+    pub smart_encoding: bool,
+    /// Carriers that take over this line's messages when its carrier has had no bound session
+    /// for its `failover_after`.
+    #[serde(default)]
+    pub fallback_carriers: Vec<Spanned<String>>,
     /// Refuse sends when the line-type lookup cannot answer (default: send anyway).
     #[serde(default)]
     pub lookup_fail_closed: bool,
@@ -353,6 +380,32 @@ impl<'de> Deserialize<'de> for Dur {
             .map(Dur)
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
     }
+}
+
+fn default_max_parts() -> usize {
+    10
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcatMethod {
+    #[default]
+    Udh8,
+    Udh16,
+    Sar,
+    Payload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NationalLanguageName {
+    Turkish,
+    Spanish,
+    Portuguese,
+}
+
+fn default_failover_after() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 fn default_validity() -> Dur {

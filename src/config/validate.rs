@@ -88,6 +88,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
     let RawStore {
         path,
         commit_batch_max,
+        max_size_mb,
     } = raw.store;
     if commit_batch_max == 0 {
         e.global("store.commit_batch_max must be at least 1");
@@ -95,6 +96,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
     let store = Store {
         path: PathBuf::from(path),
         commit_batch_max: commit_batch_max.max(1),
+        max_size_mb: (max_size_mb > 0).then_some(max_size_mb),
     };
 
     let mut apps = Vec::new();
@@ -261,6 +263,33 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             mo_default_alphabet: c.mo_default_alphabet,
             not_textable_statuses: c.not_textable_statuses.clone(),
             max_rate: (c.max_rate > 0.0).then_some(c.max_rate),
+            failover_after: c.failover_after.0,
+            segment: crate::segment::Options {
+                max_parts: c.max_parts.clamp(1, 255),
+                concat: match c.concat {
+                    super::raw::ConcatMethod::Udh8 => crate::segment::Concat::Udh8,
+                    super::raw::ConcatMethod::Udh16 => crate::segment::Concat::Udh16,
+                    super::raw::ConcatMethod::Sar => crate::segment::Concat::Sar,
+                    super::raw::ConcatMethod::Payload => crate::segment::Concat::Payload,
+                },
+                national: c
+                    .national_languages
+                    .iter()
+                    .map(|n| match n {
+                        super::raw::NationalLanguageName::Turkish => {
+                            crate::segment::NationalLanguage::Turkish
+                        }
+                        super::raw::NationalLanguageName::Spanish => {
+                            crate::segment::NationalLanguage::Spanish
+                        }
+                        super::raw::NationalLanguageName::Portuguese => {
+                            crate::segment::NationalLanguage::Portuguese
+                        }
+                    })
+                    .collect(),
+                latin1: c.latin1,
+                ..Default::default()
+            },
             not_textable_receipt_errors: c
                 .not_textable_receipt_errors
                 .iter()
@@ -296,6 +325,16 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                 &l.carrier,
                 format!("line refers to unknown carrier {:?}", l.carrier.get_ref()),
             );
+        }
+        for f in &l.fallback_carriers {
+            if !carrier_ids.contains(f.get_ref()) {
+                e.at(
+                    f,
+                    format!("line refers to unknown fallback carrier {:?}", f.get_ref()),
+                );
+            } else if f.get_ref() == l.carrier.get_ref() {
+                e.at(f, "a line's fallback carrier must differ from its carrier");
+            }
         }
         let mut rate = crate::ratelimit::LineLimit::for_class(l.rate_class);
         if let Some(r) = l.rate {
@@ -339,6 +378,19 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                     number,
                     app: l.app.get_ref().clone(),
                     carrier: l.carrier.get_ref().clone(),
+                    segment: crate::segment::Options {
+                        smart_encoding: l.smart_encoding,
+                        ..carriers
+                            .iter()
+                            .find(|c| c.id == *l.carrier.get_ref())
+                            .map(|c| c.segment.clone())
+                            .unwrap_or_default()
+                    },
+                    fallback_carriers: l
+                        .fallback_carriers
+                        .iter()
+                        .map(|f| f.get_ref().clone())
+                        .collect(),
                     rate_class: l.rate_class,
                     help_text: l.help_text.clone(),
                     lookup_fail_closed: l.lookup_fail_closed,

@@ -110,6 +110,15 @@ pub struct Dispatcher {
     /// Notified when new work is queued.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// Carriers whose lines this carrier takes over when they are down.
+    pub failover: Vec<Failover>,
+}
+
+/// Another carrier's lines that name this carrier as a fallback.
+pub struct Failover {
+    pub primary: Arc<CarrierHandle>,
+    pub after: Duration,
+    pub lines: Vec<String>,
 }
 
 /// How much claimed work may wait in the scheduler, in windows.
@@ -129,9 +138,9 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
         tracker,
         wake,
         metrics,
+        failover,
     } = d;
     let reference = AtomicU16::new(rand::random());
-    let opts = segment::Options::default();
     let window = cfg.window * cfg.binds;
     let cap = window * SCHEDULED_WINDOWS;
     let mut sched: Scheduler<Claimed> = Scheduler::new(cfg.max_rate, 0);
@@ -166,10 +175,31 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
         let mut claimed_any = false;
         if sched.len() < cap {
             let skip = backlog.lines();
-            match store
-                .claim_queued(cfg.id.clone(), cap - sched.len(), skip)
-                .await
-            {
+            let mut claims = vec![(cfg.id.clone(), None)];
+            for f in &failover {
+                if f.primary.down_for().is_some_and(|d| d >= f.after) {
+                    claims.push((f.primary.id.to_string(), Some(f.lines.clone())));
+                }
+            }
+            let mut result = Ok(Vec::new());
+            for (claim_carrier, only) in claims {
+                let room = cap.saturating_sub(sched.len());
+                if room == 0 {
+                    break;
+                }
+                match store
+                    .claim_queued(claim_carrier, room, skip.clone(), only)
+                    .await
+                {
+                    Ok(mut c) => {
+                        if let Ok(all) = &mut result {
+                            all.append(&mut c);
+                        }
+                    }
+                    Err(e) => result = Err(e),
+                }
+            }
+            match result {
                 Ok(claimed) => {
                     claimed_any = !claimed.is_empty();
                     for m in claimed {
@@ -203,7 +233,12 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
         while let Some(m) = sched.pop_ready(now) {
             sent_any = true;
             backlog.remove(m.line.as_str());
-            let parts = build_parts(&m, &opts, reference.fetch_add(1, Ordering::Relaxed));
+            // The line's options (its carrier's encodings), as when the message was accepted.
+            let opts = config
+                .lines
+                .get(&m.line)
+                .map_or(&cfg.segment, |l| &l.segment);
+            let parts = build_parts(&m, opts, reference.fetch_add(1, Ordering::Relaxed));
             tracker.register(
                 m.id.clone(),
                 carrier.id.clone(),

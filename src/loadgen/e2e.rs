@@ -42,6 +42,9 @@ pub struct E2eOptions {
     pub receipt_delay: Duration,
     /// `store.commit_batch_max`; `None` keeps the daemon's default.
     pub commit_batch_max: Option<usize>,
+    /// The line's rate in segments per second. The default is high enough never to be the
+    /// limit, so the run measures the pipeline rather than the line's contract.
+    pub line_rate: f64,
     pub traffic: Traffic,
     pub progress: bool,
     /// Where the run's directory (config + store) is made; default the system temp dir.
@@ -62,6 +65,7 @@ impl Default for E2eOptions {
             binds: 1,
             receipt_delay: Duration::ZERO,
             commit_batch_max: None,
+            line_rate: 1_000_000.0,
             traffic: Traffic::default(),
             progress: false,
             dir: None,
@@ -176,12 +180,14 @@ reconnect_max = "1s"
 number = "{LINE}"
 app = "bench"
 carrier = "sim"
+rate = {line_rate}
 "#,
         db = db.display(),
         host = carrier.ip(),
         port = carrier.port(),
         binds = opts.binds,
         window = opts.window,
+        line_rate = opts.line_rate,
     )
 }
 

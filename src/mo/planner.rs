@@ -125,7 +125,7 @@ impl Planner {
         exempt: bool,
         at: i64,
     ) -> NewMessage {
-        let plan = segment::plan(&body, &segment::Options::default()).ok();
+        let plan = segment::plan(&body, &line.segment).ok();
         NewMessage {
             id: MessageId::generate(),
             app_id: line.app.clone(),

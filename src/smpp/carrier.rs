@@ -28,12 +28,20 @@ pub struct CarrierHandle {
     slots: Vec<mpsc::Sender<SubmitRequest>>,
     next: AtomicUsize,
     bound: watch::Receiver<usize>,
+    /// Since when no session has been bound (`None` while one is).
+    down_since: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl CarrierHandle {
     /// Sessions currently bound.
     pub fn bound(&self) -> usize {
         *self.bound.borrow()
+    }
+
+    /// How long the carrier has had no bound session (`None` while it has one).
+    pub fn down_for(&self) -> Option<Duration> {
+        let since = *self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+        since.map(|s| s.elapsed())
     }
 
     /// Waits until at least one session is bound (or the carrier task is gone).
@@ -75,6 +83,22 @@ pub fn start(
     let id: Arc<str> = Arc::from(cfg.id.as_str());
     let (bound_tx, bound_rx) = watch::channel(0usize);
     let bound_tx = Arc::new(bound_tx);
+    let down_since = Arc::new(std::sync::Mutex::new(Some(std::time::Instant::now())));
+    {
+        // Track when the carrier last lost its final bind, for failover to other carriers.
+        let (mut rx, down) = (bound_rx.clone(), down_since.clone());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let n = *rx.borrow_and_update();
+                let mut d = down.lock().unwrap_or_else(|p| p.into_inner());
+                match (n, *d) {
+                    (0, None) => *d = Some(std::time::Instant::now()),
+                    (1.., Some(_)) => *d = None,
+                    _ => {}
+                }
+            }
+        });
+    }
     let session_cfg = SessionConfig {
         carrier: id.clone(),
         system_id: cfg.system_id.clone(),
@@ -116,6 +140,7 @@ pub fn start(
             slots,
             next: AtomicUsize::new(0),
             bound: bound_rx,
+            down_since,
         },
         tasks,
     )

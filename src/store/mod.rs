@@ -458,11 +458,14 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically moves up to `limit` due queued messages of `carrier` to `sending`, skipping
     /// the lines in `skip_lines` (their backlog is already waiting for rate-limit tokens, so
     /// claiming more of it would crowd out other lines). Expired messages become `expired`.
+    /// With `only_lines`, only those lines' messages are claimed (failover: another carrier
+    /// takes over the lines that name it as a fallback).
     fn claim_queued(
         &self,
         carrier: String,
         limit: usize,
         skip_lines: Vec<String>,
+        only_lines: Option<Vec<String>>,
     ) -> BoxFuture<'_, StoreResult<Vec<Claimed>>>;
 
     /// Records what happened to one attempt and moves the message on.

@@ -181,7 +181,13 @@ type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
 enum Op {
     Insert(NewMessage, Option<Idempotency>, Reply<InsertOutcome>),
-    Claim(String, usize, Vec<String>, Reply<Vec<Claimed>>),
+    Claim(
+        String,
+        usize,
+        Vec<String>,
+        Option<Vec<String>>,
+        Reply<Vec<Claimed>>,
+    ),
     Attempt(Attempt, Reply<()>),
     Receipt(Receipt, Reply<ReceiptMatch>),
     RequeueInFlight(Reply<u64>),
@@ -261,6 +267,17 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 impl SqliteStore {
     /// Opens (creating directories and schema as needed) and starts the writer thread.
     pub fn open(path: &Path, batch_max: usize, metrics: Arc<Metrics>) -> StoreResult<Self> {
+        Self::open_with_limit(path, batch_max, None, metrics)
+    }
+
+    /// Like [`SqliteStore::open`], refusing writes (as a full disk would) once the database
+    /// reaches `max_size_mb`.
+    pub fn open_with_limit(
+        path: &Path,
+        batch_max: usize,
+        max_size_mb: Option<u64>,
+        metrics: Arc<Metrics>,
+    ) -> StoreResult<Self> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -270,6 +287,14 @@ impl SqliteStore {
         }
         let mut writer_conn = open_connection(path)?;
         migrate(&mut writer_conn)?;
+        if let Some(mb) = max_size_mb {
+            let page: i64 = writer_conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            writer_conn.pragma_update(
+                None,
+                "max_page_count",
+                (mb as i64 * 1024 * 1024 / page).max(1),
+            )?;
+        }
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
         let batch_max = batch_max.max(1);
@@ -405,7 +430,7 @@ fn fail(op: Op, msg: &str) -> Done {
     }
     match op {
         Op::Insert(_, _, tx) => Done::Insert(tx, e(msg)),
-        Op::Claim(_, _, _, tx) => Done::Claim(tx, e(msg)),
+        Op::Claim(_, _, _, _, tx) => Done::Claim(tx, e(msg)),
         Op::Attempt(_, tx) => Done::Unit(tx, e(msg)),
         Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
         Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
@@ -444,9 +469,11 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
         Op::Insert(m, idem, reply) => {
             Done::Insert(reply, guarded(tx, |c| insert(c, &m, idem.as_ref())))
         }
-        Op::Claim(carrier, limit, skip, reply) => Done::Claim(
+        Op::Claim(carrier, limit, skip, only, reply) => Done::Claim(
             reply,
-            guarded(tx, |c| claim(c, ctx, &carrier, limit, &skip)),
+            guarded(tx, |c| {
+                claim(c, ctx, &carrier, limit, &skip, only.as_deref())
+            }),
         ),
         Op::Attempt(a, reply) => Done::Unit(reply, guarded(tx, |c| attempt(c, ctx, &a))),
         Op::Receipt(r, reply) => Done::Receipt(reply, guarded(tx, |c| receipt(c, ctx, &r))),
@@ -606,13 +633,22 @@ fn claim(
     carrier: &str,
     limit: usize,
     skip_lines: &[String],
+    only_lines: Option<&[String]>,
 ) -> StoreResult<Vec<Claimed>> {
     let now = now_millis();
     // Lines to skip go into a temp table so the statement stays cached whatever their number.
     c.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS claim_skip (line TEXT PRIMARY KEY) WITHOUT ROWID; \
-         DELETE FROM claim_skip;",
+         DELETE FROM claim_skip; \
+         CREATE TEMP TABLE IF NOT EXISTS claim_only (line TEXT PRIMARY KEY) WITHOUT ROWID; \
+         DELETE FROM claim_only;",
     )?;
+    if let Some(only) = only_lines {
+        let mut ins = c.prepare_cached("INSERT OR IGNORE INTO claim_only (line) VALUES (?1)")?;
+        for l in only {
+            ins.execute(params![l])?;
+        }
+    }
     if !skip_lines.is_empty() {
         let mut ins = c.prepare_cached("INSERT OR IGNORE INTO claim_skip (line) VALUES (?1)")?;
         for l in skip_lines {
@@ -623,26 +659,30 @@ fn claim(
         "UPDATE messages SET status = 'sending', updated_at = ?1 WHERE id IN \
          (SELECT id FROM messages WHERE carrier = ?2 AND status = 'queued' AND next_attempt_at <= ?1 \
           AND line NOT IN (SELECT line FROM claim_skip) \
+          AND (?4 = 0 OR line IN (SELECT line FROM claim_only)) \
           ORDER BY next_attempt_at LIMIT ?3) \
          RETURNING id, line, to_number, body, segments, attempts, exempt_opt_out, high_priority, expires_at",
     )?;
     let rows = stmt
-        .query_map(params![now, carrier, limit as i64], |r| {
-            Ok((
-                Claimed {
-                    id: MessageId::from_store(r.get(0)?),
-                    line: PhoneNumber::from_store(r.get(1)?),
-                    to: PhoneNumber::from_store(r.get(2)?),
-                    body: r.get(3)?,
-                    segments: r.get(4)?,
-                    attempts: r.get(5)?,
-                    sent_parts: Vec::new(),
-                    high_priority: r.get(7)?,
-                },
-                r.get::<_, bool>(6)?,
-                r.get::<_, Option<i64>>(8)?,
-            ))
-        })?
+        .query_map(
+            params![now, carrier, limit as i64, only_lines.is_some()],
+            |r| {
+                Ok((
+                    Claimed {
+                        id: MessageId::from_store(r.get(0)?),
+                        line: PhoneNumber::from_store(r.get(1)?),
+                        to: PhoneNumber::from_store(r.get(2)?),
+                        body: r.get(3)?,
+                        segments: r.get(4)?,
+                        attempts: r.get(5)?,
+                        sent_parts: Vec::new(),
+                        high_priority: r.get(7)?,
+                    },
+                    r.get::<_, bool>(6)?,
+                    r.get::<_, Option<i64>>(8)?,
+                ))
+            },
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     let mut claimed = Vec::with_capacity(rows.len());
     let mut opted_out =
@@ -1180,8 +1220,9 @@ impl Store for SqliteStore {
         carrier: String,
         limit: usize,
         skip_lines: Vec<String>,
+        only_lines: Option<Vec<String>>,
     ) -> BoxFuture<'_, StoreResult<Vec<Claimed>>> {
-        self.call(move |tx| Op::Claim(carrier, limit, skip_lines, tx))
+        self.call(move |tx| Op::Claim(carrier, limit, skip_lines, only_lines, tx))
             .boxed()
     }
 
