@@ -300,3 +300,34 @@ async fn a_line_fails_over_to_its_backup_carrier_when_its_own_stays_down() {
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_carrier_that_drops_mid_window_then_refuses_binds_for_a_while_still_gets_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(SimConfig {
+        response_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let d = daemon(&s, &dir, "", None).await;
+    let c = reqwest::Client::new();
+    let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 40, "outage").await;
+    assert!(s.wait_for_submits(10, Duration::from_secs(10)).await);
+    s.set_config(|cfg| cfg.password = "changed".into());
+    s.drop_connections();
+    let refused_before = s.stats().binds_refused;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.stats().binds_refused < refused_before + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no rebind attempts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.set_config(|cfg| cfg.password = "secret".into());
+    wait_all(&c, &d, CLINIC_KEY, &ids, "delivered").await;
+    let m = d.metrics().await;
+    assert!(
+        m.contains("smsgate_queue_depth 0"),
+        "nothing stuck in sending: {m}"
+    );
+    d.stop().await;
+    s.shutdown().await;
+}

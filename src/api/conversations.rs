@@ -4,7 +4,10 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
@@ -129,7 +132,13 @@ pub struct MarkedRead {
     operation_id = "list_conversations",
     params(("line" = PhoneNumberSchema, Path, description = "One of the app's lines"), ListQuery),
     responses(
-        (status = 200, description = "A page of conversations", body = ConversationList),
+        (status = 200, description = "A page of conversations", body = ConversationList, links(
+            ("ConversationMessages" = (
+                operation_id = "conversation_messages",
+                parameters(("line" = "$request.path.line"), ("number" = "$response.body#/conversations/0/number")),
+                description = "The texts of the latest conversation",
+            )),
+        )),
         ListErrors,
     ),
     security(("api_key" = [])),
@@ -137,11 +146,12 @@ pub struct MarkedRead {
 pub async fn list(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(line): Path<String>,
+    line: Result<Path<String>, PathRejection>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let line = super::path(line)?;
         let q = super::query(q)?;
         let line = own_line(&state, &app, &line)?;
         let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
@@ -253,11 +263,12 @@ fn csv_row(m: &ConversationMessage) -> String {
 pub async fn messages(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((line, number)): Path<(String, String)>,
+    p: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let (line, number) = super::path(p)?;
         let q = super::query(q)?;
         let line = own_line(&state, &app, &line)?;
         let number = super::messages::number("number", &number)?;
@@ -365,10 +376,11 @@ error_responses!(MessagesErrors {
 pub async fn read(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((line, number)): Path<(String, String)>,
+    p: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let (line, number) = super::path(p)?;
         let line = own_line(&state, &app, &line)?;
         let number = super::messages::number("number", &number)?;
         let n = state

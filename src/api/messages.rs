@@ -3,7 +3,10 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, State, rejection::BytesRejection},
+    extract::{
+        Path, State,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -210,7 +213,13 @@ fn plan(state: &ApiState, body: &str) -> Result<segment::Plan, ApiError> {
     params(SubmitHeaders),
     request_body(content = SubmitBody, content_type = "application/json"),
     responses(
-        (status = 202, description = "Stored and queued", body = Accepted),
+        (status = 202, description = "Stored and queued", body = Accepted, links(
+            ("GetMessage" = (
+                operation_id = "get_message",
+                parameters(("id" = "$response.body#/id")),
+                description = "The message and its state",
+            )),
+        )),
         SubmitErrors,
     ),
     security(("api_key" = [])),
@@ -489,10 +498,11 @@ error_responses!(EstimateErrors {
 pub async fn get(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let run = || async {
         let app = state.authenticate(&headers)?;
+        let id = super::path(id)?;
         let id = MessageId::parse(&id).ok_or_else(|| ApiError::not_found("no such message"))?;
         let msg = state
             .inner

@@ -16,7 +16,10 @@ use axum::{
     Router,
     body::Bytes,
     error_handling::HandleErrorLayer,
-    extract::{DefaultBodyLimit, Query, State, rejection::QueryRejection},
+    extract::{
+        DefaultBodyLimit, Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     handler::Handler,
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
@@ -282,6 +285,13 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 /// Query parameters, refused with our JSON error shape (axum's own rejection is plain text).
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q)
+        .map_err(|e| ApiError::invalid_request(e.body_text()))
+}
+
+/// Path parameters, refused with our JSON error shape (axum's own rejection is plain text);
+/// only a segment that is not UTF-8 once percent-decoded is refused.
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(p)| p)
         .map_err(|e| ApiError::invalid_request(e.body_text()))
 }
 

@@ -3,7 +3,10 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, State, rejection::BytesRejection},
+    extract::{
+        Path, State,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -101,10 +104,11 @@ fn expires_at() -> ObjectBuilder {
 pub async fn get(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(number): Path<String>,
+    number: Result<Path<String>, PathRejection>,
 ) -> Response {
     let run = async {
         state.authenticate(&headers)?;
+        let number = super::path(number)?;
         let number = super::messages::number("number", &number)?;
         let info = state.inner.store.number_info(number.clone()).await?;
         Ok::<_, ApiError>(Json(view(number.as_str(), info.as_ref())))
@@ -144,7 +148,13 @@ struct Override {
     params(("number" = PhoneNumberSchema, Path, description = "Any number")),
     request_body(content = Override, content_type = "application/json"),
     responses(
-        (status = 200, description = "Stored; what is now known", body = NumberView),
+        (status = 200, description = "Stored; what is now known", body = NumberView, links(
+            ("GetNumber" = (
+                operation_id = "get_number",
+                parameters(("number" = "$request.path.number")),
+                description = "What is now known",
+            )),
+        )),
         PutErrors,
     ),
     security(("api_key" = [])),
@@ -152,11 +162,12 @@ struct Override {
 pub async fn put(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(number): Path<String>,
+    number: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let run = async {
         state.authenticate(&headers)?;
+        let number = super::path(number)?;
         let number = super::messages::number("number", &number)?;
         let o: Override = json_body(&super::messages::body_or_error(body)?)?;
         let info = NumberInfo {

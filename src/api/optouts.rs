@@ -8,7 +8,7 @@ use axum::{
     body::Bytes,
     extract::{
         Path, Query, State,
-        rejection::{BytesRejection, QueryRejection},
+        rejection::{BytesRejection, PathRejection, QueryRejection},
     },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -134,7 +134,13 @@ pub struct Page {
     operation_id = "list_opt_outs",
     params(("line" = PhoneNumberSchema, Path, description = "One of the app's lines"), Page),
     responses(
-        (status = 200, description = "A page of opt-outs", body = OptOutList),
+        (status = 200, description = "A page of opt-outs", body = OptOutList, links(
+            ("GetOptOut" = (
+                operation_id = "get_opt_out",
+                parameters(("line" = "$request.path.line"), ("number" = "$response.body#/opt_outs/0/number")),
+                description = "The first opt-out of the page",
+            )),
+        )),
         ListErrors,
     ),
     security(("api_key" = [])),
@@ -142,11 +148,12 @@ pub struct Page {
 pub async fn list(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(line): Path<String>,
+    line: Result<Path<String>, PathRejection>,
     page: Result<Query<Page>, QueryRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let line = super::path(line)?;
         let page = super::query(page)?;
         let line = own_line(&state, &app, &line)?;
         let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
@@ -194,10 +201,11 @@ error_responses!(ListErrors {
 pub async fn get(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((line, number)): Path<(String, String)>,
+    p: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let (line, number) = super::path(p)?;
         let line = own_line(&state, &app, &line)?;
         let number = super::messages::number("number", &number)?;
         match state
@@ -235,13 +243,13 @@ error_responses!(ChangeErrors {
 async fn change(
     state: &ApiState,
     headers: &HeaderMap,
-    line: &str,
-    number: &str,
+    p: Result<Path<(String, String)>, PathRejection>,
     opted_out: bool,
 ) -> Result<Response, ApiError> {
     let app = state.authenticate(headers)?;
-    let line = own_line(state, &app, line)?;
-    let number = super::messages::number("number", number)?;
+    let (line, number) = super::path(p)?;
+    let line = own_line(state, &app, &line)?;
+    let number = super::messages::number("number", &number)?;
     state
         .inner
         .store
@@ -276,7 +284,18 @@ async fn change(
         ("number" = PhoneNumberSchema, Path, description = "The number"),
     ),
     responses(
-        (status = 200, description = "Opted out", body = OptOutChanged),
+        (status = 200, description = "Opted out", body = OptOutChanged, links(
+            ("GetOptOut" = (
+                operation_id = "get_opt_out",
+                parameters(("line" = "$request.path.line"), ("number" = "$request.path.number")),
+                description = "The opt-out just stored",
+            )),
+            ("DeleteOptOut" = (
+                operation_id = "delete_opt_out",
+                parameters(("line" = "$request.path.line"), ("number" = "$request.path.number")),
+                description = "Opt the number back in",
+            )),
+        )),
         ChangeErrors,
     ),
     security(("api_key" = [])),
@@ -284,9 +303,9 @@ async fn change(
 pub async fn put(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((line, number)): Path<(String, String)>,
+    p: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
-    change(&state, &headers, &line, &number, true)
+    change(&state, &headers, p, true)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -310,9 +329,9 @@ pub async fn put(
 pub async fn delete(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((line, number)): Path<(String, String)>,
+    p: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
-    change(&state, &headers, &line, &number, false)
+    change(&state, &headers, p, false)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -359,11 +378,12 @@ fn yes() -> bool {
 pub async fn import(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(line): Path<String>,
+    line: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let line = super::path(line)?;
         let line = own_line(&state, &app, &line)?;
         let body = super::messages::body_or_error(body)?;
         let text = std::str::from_utf8(&body)

@@ -3,7 +3,10 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, RawQuery, State, rejection::BytesRejection},
+    extract::{
+        Path, RawQuery, State,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -120,7 +123,13 @@ fn outside_active_hours() -> ObjectBuilder {
         ),
     ),
     responses(
-        (status = 202, description = "Texted: stored and queued", body = TriggerQueued),
+        (status = 202, description = "Texted: stored and queued", body = TriggerQueued, links(
+            ("GetMessage" = (
+                operation_id = "get_message",
+                parameters(("id" = "$response.body#/id")),
+                description = "The text and its state (with the line's app's api key)",
+            )),
+        )),
         (status = 200, description = "Nothing sent: a duplicate, or outside active hours", body = TriggerDone),
         FireErrors,
     ),
@@ -129,12 +138,14 @@ fn outside_active_hours() -> ObjectBuilder {
 pub async fn fire(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(token): Path<String>,
+    token: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let metrics = &state.inner.metrics;
-    let Some(trigger) = state.inner.triggers.find(&token) else {
+    // A token that is not UTF-8 is no token either.
+    let found = token.ok().and_then(|Path(t)| state.inner.triggers.find(&t));
+    let Some(trigger) = found else {
         metrics
             .triggers
             .with_label_values(&["unknown", "not_found"])

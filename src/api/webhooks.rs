@@ -3,7 +3,10 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -74,7 +77,13 @@ pub struct Replayed {
     operation_id = "list_dead_letters",
     params(Page),
     responses(
-        (status = 200, description = "A page of dead letters", body = DeadLetterList),
+        (status = 200, description = "A page of dead letters", body = DeadLetterList, links(
+            ("ReplayDeadLetter" = (
+                operation_id = "replay_dead_letter",
+                parameters(("id" = "$response.body#/dead/0/id")),
+                description = "Replay the first dead letter of the page",
+            )),
+        )),
         ListErrors,
     ),
     security(("api_key" = [])),
@@ -139,10 +148,11 @@ error_responses!(ListErrors {
 pub async fn replay_one(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(segment): Path<String>,
+    segment: Result<Path<String>, PathRejection>,
 ) -> Response {
     let run = async {
         let app = state.authenticate(&headers)?;
+        let segment = super::path(segment)?;
         let id = segment
             .strip_suffix(":replay")
             .and_then(EventId::parse)
