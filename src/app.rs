@@ -81,6 +81,31 @@ pub async fn run(
         );
     }
 
+    let pruner = config.store.retention.map(|keep| {
+        let (store, mut sd) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let every = (keep / 4).clamp(Duration::from_millis(50), Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = sd.wait_for(|s| *s) => return,
+                }
+                let before = crate::domain::now_millis() - keep.as_millis() as i64;
+                // Batches keep each transaction short; loop until a pass finds nothing.
+                loop {
+                    match store.prune(before, 5000).await {
+                        Ok(0) => break,
+                        Ok(n) => tracing::info!(texts = n, "retention: pruned old texts"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retention: prune failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    });
+
     // Built-in simulated carriers, for development and demos.
     let mut sims = Vec::new();
     for c in config.carriers.iter().filter(|c| c.simulator) {
@@ -302,6 +327,9 @@ pub async fn run(
         tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; stopping anyway (unsent work stays queued)");
     }
     let _ = sweeper.await;
+    if let Some(p) = pruner {
+        let _ = p.await;
+    }
     for s in sims {
         s.shutdown().await;
     }

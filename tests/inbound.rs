@@ -345,3 +345,79 @@ async fn a_long_text_in_parts_out_of_order_arrives_once_and_the_conversation_sho
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn retention_prunes_old_texts_but_never_the_opt_out_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Simulator::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SimConfig::default(),
+    )
+    .await;
+    let text = config_text(&dir.path().join("t.db"), s.local_addr().port(), "").replacen(
+        "[store]\n",
+        "[store]\nretention = \"300ms\"\n",
+        1,
+    );
+    let d = Daemon::start(&text).await;
+    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    let c = reqwest::Client::new();
+    let (_, b) = send(
+        &c,
+        &d,
+        CLINIC_KEY,
+        json!({"from": CLINIC_LINE, "to": PATIENT, "body": "old news"}),
+    )
+    .await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let m = wait_status(
+        &c,
+        &d,
+        CLINIC_KEY,
+        &id,
+        "delivered",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(m["status"], "delivered");
+    s.inject_mo(MoMessage::text(PATIENT, CLINIC_LINE, "STOP"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c
+            .get(d.url(&format!("/v1/messages/{id}")))
+            .bearer_auth(CLINIC_KEY)
+            .send()
+            .await
+            .unwrap();
+        let conv: serde_json::Value = c
+            .get(d.url(&format!(
+                "/v1/lines/{CLINIC_LINE}/conversations/{PATIENT}/messages"
+            )))
+            .bearer_auth(CLINIC_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r.status() == 404 && conv["messages"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never pruned: {conv}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = c
+        .get(d.url(&format!("/v1/lines/{CLINIC_LINE}/opt-outs/{PATIENT}")))
+        .bearer_auth(CLINIC_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the opt-out outlives retention");
+    d.stop().await;
+    s.shutdown().await;
+}

@@ -395,6 +395,7 @@ pub async fn read(
 }
 
 error_responses!(ReadErrors {
+    400 => ["invalid_request"],
     401 => ["unauthorized"],
     403 => ["forbidden_line"],
     404 => ["unknown_line"],

@@ -54,7 +54,7 @@ pub struct ErrorInfo {
 pub const CODES: &[(&str, &str)] = &[
     (
         "invalid_request",
-        "the body, a query parameter or a header is not what the operation describes (unknown field, wrong type, bad value)",
+        "the body, a parameter or a header is not what the operation describes (unknown field, wrong type, bad value, a path that is not UTF-8)",
     ),
     ("unauthorized", "missing or unknown api key"),
     ("forbidden_line", "the line belongs to another app"),

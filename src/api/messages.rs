@@ -519,6 +519,7 @@ pub async fn get(
 }
 
 error_responses!(GetErrors {
+    400 => ["invalid_request"],
     401 => ["unauthorized"],
     404 => ["not_found"],
     503 => ["overloaded", "unavailable", "timeout"],

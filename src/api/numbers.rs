@@ -118,6 +118,7 @@ pub async fn get(
 }
 
 error_responses!(GetErrors {
+    400 => ["invalid_request"],
     401 => ["unauthorized"],
     422 => ["invalid_number"],
     503 => ["overloaded", "unavailable", "timeout"],

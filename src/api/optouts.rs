@@ -225,6 +225,7 @@ pub async fn get(
 }
 
 error_responses!(GetErrors {
+    400 => ["invalid_request"],
     401 => ["unauthorized"],
     403 => ["forbidden_line"],
     404 => ["unknown_line", "not_found"],
@@ -233,6 +234,7 @@ error_responses!(GetErrors {
 });
 
 error_responses!(ChangeErrors {
+    400 => ["invalid_request"],
     401 => ["unauthorized"],
     403 => ["forbidden_line"],
     404 => ["unknown_line"],

@@ -173,6 +173,7 @@ pub async fn replay_one(
 }
 
 error_responses!(ReplayOneErrors {
+    400 => ["invalid_request"],
     401 => ["unauthorized"],
     404 => ["not_found"],
     503 => ["overloaded", "unavailable", "timeout"],

@@ -107,6 +107,7 @@ pub struct Store {
     pub commit_batch_max: usize,
     /// Refuse writes (503 at the API) once the database is this large.
     pub max_size_mb: Option<u64>,
+    pub retention: Option<Duration>,
 }
 
 #[derive(Clone)]

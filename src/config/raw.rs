@@ -204,6 +204,9 @@ pub struct RawStore {
     pub commit_batch_max: usize,
     /// Refuse writes beyond this database size, as a full disk would (0: no limit).
     pub max_size_mb: u64,
+    /// Texts older than this are pruned, bodies first (default: kept forever). The opt-out
+    /// list is never pruned.
+    pub retention: Option<Dur>,
 }
 
 impl Default for RawStore {
@@ -212,6 +215,7 @@ impl Default for RawStore {
             path: "data/smsgate.db".into(),
             commit_batch_max: 4096,
             max_size_mb: 0,
+            retention: None,
         }
     }
 }

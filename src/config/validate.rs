@@ -89,6 +89,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         path,
         commit_batch_max,
         max_size_mb,
+        retention,
     } = raw.store;
     if commit_batch_max == 0 {
         e.global("store.commit_batch_max must be at least 1");
@@ -97,6 +98,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         path: PathBuf::from(path),
         commit_batch_max: commit_batch_max.max(1),
         max_size_mb: (max_size_mb > 0).then_some(max_size_mb),
+        retention: retention.map(|r| r.0),
     };
 
     let mut apps = Vec::new();

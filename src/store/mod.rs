@@ -552,6 +552,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records what a lookup or an operator says about a number.
     fn put_number_info(&self, info: NumberInfo) -> BoxFuture<'_, StoreResult<()>>;
 
+    /// Retention: erases the bodies of texts (both directions) older than `before`, then deletes
+    /// those rows, their parts and delivered webhook events, at most `batch` of each. The
+    /// opt-out list is never pruned. Returns how many texts were removed.
+    fn prune(&self, before: Millis, batch: usize) -> BoxFuture<'_, StoreResult<u64>>;
+
     /// Adds an event to the outbox (durably, like every write).
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>>;
 

@@ -198,6 +198,7 @@ enum Op {
     ExpirePartials(Millis, InboundPlanner, Reply<u64>),
     OptOut(String, OptOutChange, Reply<u64>),
     MarkRead(PhoneNumber, PhoneNumber, Reply<u64>),
+    Prune(Millis, usize, Reply<u64>),
     PutNumber(NumberInfo, Reply<()>),
     Triggered(NewMessage, std::time::Duration, Reply<TriggerOutcome>),
     /// Commit what came before, then stop.
@@ -440,7 +441,8 @@ fn fail(op: Op, msg: &str) -> Done {
         Op::Replay(_, _, tx)
         | Op::ExpirePartials(_, _, tx)
         | Op::OptOut(_, _, tx)
-        | Op::MarkRead(_, _, tx) => Done::Count(tx, e(msg)),
+        | Op::MarkRead(_, _, tx)
+        | Op::Prune(_, _, tx) => Done::Count(tx, e(msg)),
         Op::Inbound(_, _, tx) => Done::Inbound(tx, e(msg)),
         Op::Triggered(_, _, tx) => Done::Triggered(tx, e(msg)),
         Op::Shutdown => Done::Nothing,
@@ -534,6 +536,9 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
                 Ok(())
             }),
         ),
+        Op::Prune(before, batch, reply) => {
+            Done::Count(reply, guarded(tx, |c| prune(c, before, batch)))
+        }
         Op::MarkRead(line, number, reply) => Done::Count(
             reply,
             guarded(tx, |c| {
@@ -986,6 +991,47 @@ fn apply_held_receipts(
     Ok(())
 }
 
+fn prune(c: &Connection, before: Millis, batch: usize) -> StoreResult<u64> {
+    // Bodies first: patients' words go even if a later step of this pass fails.
+    c.prepare_cached(
+        "UPDATE messages SET body = '' WHERE id IN (SELECT id FROM messages WHERE created_at < ?1 \
+         AND status NOT IN ('queued', 'sending') AND body != '' LIMIT ?2)",
+    )?
+    .execute(params![before, batch as i64])?;
+    c.prepare_cached(
+        "UPDATE inbound SET body = '' WHERE id IN (SELECT id FROM inbound WHERE received_at < ?1 \
+         AND body != '' LIMIT ?2)",
+    )?
+    .execute(params![before, batch as i64])?;
+    let old: Vec<String> = c
+        .prepare_cached(
+            "SELECT id FROM messages WHERE created_at < ?1 AND status NOT IN ('queued', 'sending') \
+             AND body = '' LIMIT ?2",
+        )?
+        .query_map(params![before, batch as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &old {
+        c.prepare_cached("DELETE FROM parts WHERE message_id = ?1")?
+            .execute(params![id])?;
+        c.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+            .execute(params![id])?;
+    }
+    let inbound = c
+        .prepare_cached(
+            "DELETE FROM inbound WHERE id IN (SELECT id FROM inbound WHERE received_at < ?1 \
+             AND body = '' LIMIT ?2)",
+        )?
+        .execute(params![before, batch as i64])?;
+    c.prepare_cached(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE state = 'delivered' \
+         AND created_at < ?1 LIMIT ?2)",
+    )?
+    .execute(params![before, batch as i64])?;
+    c.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?
+        .execute(params![before.min(now_millis() - IDEMPOTENCY_WINDOW_MS)])?;
+    Ok((old.len() + inbound) as u64)
+}
+
 /// Remembers that the recipient of message `id` cannot take texts.
 fn mark_not_textable(
     c: &Connection,
@@ -1351,6 +1397,10 @@ impl Store for SqliteStore {
 
     fn put_number_info(&self, info: NumberInfo) -> BoxFuture<'_, StoreResult<()>> {
         self.call(|tx| Op::PutNumber(info, tx)).boxed()
+    }
+
+    fn prune(&self, before: Millis, batch: usize) -> BoxFuture<'_, StoreResult<u64>> {
+        self.call(move |tx| Op::Prune(before, batch, tx)).boxed()
     }
 
     fn enqueue_event(&self, event: NewEvent) -> BoxFuture<'_, StoreResult<()>> {
