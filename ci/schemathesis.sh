@@ -138,15 +138,22 @@ values = ["$token"]
 "body.from" = { dictionary = "lines", probability = 0.6 }
 "body.to" = { dictionary = "numbers", probability = 0.5 }
 
+# Every check runs (the default; `--checks all` on the command line would also override the
+# per-operation settings below).
+
 # A request the schema allows can still be refused for what JSON Schema cannot say: a
 # number that is not possible (NANP rules), a line that is not configured, a text over 10
 # parts, a trigger called with the caller in neither the query nor the body.
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
+# The caller may be in the query or the body: a body that is not what the schema says is
+# rightly ignored when the query has the caller (the query wins), and a request with the
+# caller in neither is rightly refused (400) although each part alone is valid.
 [[operations]]
 include-operation-id = "fire_trigger"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409", "422"]
+checks.negative_data_rejection.enabled = false
 EOF
 
 "$bin" run --config "$tmp/smsgate.toml" >"$tmp/smsgate.log" 2>&1 &
@@ -173,7 +180,6 @@ set +e
     timeout --kill-after=10 "$limit" schemathesis --no-color --config-file "$tmp/schemathesis.toml" \
         run "http://127.0.0.1:$http_port/v1/openapi.json" \
         --header "Authorization: Bearer $key" \
-        --checks all \
         --max-examples "$examples" \
         --seed "$seed" \
         --workers 2 \

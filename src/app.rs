@@ -72,6 +72,13 @@ pub async fn run(
             .map(|a| a.id.clone()),
     );
     let webhook_wake = sqlite.event_notify();
+    let checkpoints = sqlite
+        .spawn_checkpoints(
+            &config.store.path,
+            Duration::from_millis(500),
+            shutdown.clone(),
+        )
+        .context("cannot start WAL checkpoints")?;
     let store: Arc<dyn Store> = Arc::new(sqlite);
     let requeued = store.requeue_in_flight().await?;
     if requeued > 0 {
@@ -335,6 +342,7 @@ pub async fn run(
     }
     // 6. The store commits what it was handed and closes.
     store.close().await;
+    let _ = checkpoints.await;
     tracing::info!("stopped");
     Ok(())
 }

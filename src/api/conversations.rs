@@ -132,13 +132,7 @@ pub struct MarkedRead {
     operation_id = "list_conversations",
     params(("line" = PhoneNumberSchema, Path, description = "One of the app's lines"), ListQuery),
     responses(
-        (status = 200, description = "A page of conversations", body = ConversationList, links(
-            ("ConversationMessages" = (
-                operation_id = "conversation_messages",
-                parameters(("line" = "$request.path.line"), ("number" = "$response.body#/conversations/0/number")),
-                description = "The texts of the latest conversation",
-            )),
-        )),
+        (status = 200, description = "A page of conversations", body = ConversationList),
         ListErrors,
     ),
     security(("api_key" = [])),

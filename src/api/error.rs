@@ -154,7 +154,7 @@ pub(super) fn build_error_responses(
                 response = response.header(
                     "Retry-After",
                     HeaderBuilder::new()
-                        .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
                         .description(Some("Seconds to wait before retrying."))
                         .build(),
                 );

@@ -85,7 +85,8 @@ impl Modify for ApiKeyScheme {
 }
 
 /// An optional request body (`Option<T>`, e.g. the trigger's caller) may be left out; it is
-/// not a JSON `null`. utoipa writes it as `oneOf: [null, T]`: this makes it `T`.
+/// not a JSON `null`. utoipa writes it as `oneOf: [null, T]` or `type: [T, null]`: this makes
+/// it `T`.
 struct OptionalBodies;
 
 impl Modify for OptionalBodies {
@@ -102,18 +103,36 @@ impl Modify for OptionalBodies {
             .flatten()
         });
         for op in operations {
-            let Some(body) = &mut op.request_body else {
+            let Some(RefOr::T(body)) = &mut op.request_body else {
                 continue;
             };
             if matches!(body.required, Some(Required::True)) {
                 continue;
             }
             for content in body.content.values_mut() {
-                if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
-                    && let [RefOr::T(Schema::Object(null)), other] = one_of.items.as_slice()
-                    && null.schema_type == SchemaType::Type(Type::Null)
-                {
-                    content.schema = Some(other.clone());
+                let RefOr::T(content) = content else {
+                    continue;
+                };
+                match &mut content.schema {
+                    Some(RefOr::T(Schema::OneOf(one_of))) => {
+                        if let [RefOr::T(Schema::Object(null)), other] = one_of.items.as_slice()
+                            && null.schema_type == SchemaType::Type(Type::Null)
+                        {
+                            content.schema = Some(other.clone());
+                        }
+                    }
+                    Some(RefOr::T(Schema::Object(object))) => {
+                        if let SchemaType::Array(types) = &object.schema_type
+                            && let [ty] = types
+                                .iter()
+                                .filter(|t| **t != Type::Null)
+                                .collect::<Vec<_>>()
+                                .as_slice()
+                        {
+                            object.schema_type = SchemaType::Type((*ty).clone());
+                        }
+                    }
+                    _ => {}
                 }
             }
         }

@@ -134,13 +134,7 @@ pub struct Page {
     operation_id = "list_opt_outs",
     params(("line" = PhoneNumberSchema, Path, description = "One of the app's lines"), Page),
     responses(
-        (status = 200, description = "A page of opt-outs", body = OptOutList, links(
-            ("GetOptOut" = (
-                operation_id = "get_opt_out",
-                parameters(("line" = "$request.path.line"), ("number" = "$response.body#/opt_outs/0/number")),
-                description = "The first opt-out of the page",
-            )),
-        )),
+        (status = 200, description = "A page of opt-outs", body = OptOutList),
         ListErrors,
     ),
     security(("api_key" = [])),
@@ -363,12 +357,14 @@ fn yes() -> bool {
     operation_id = "import_opt_outs",
     params(("line" = PhoneNumberSchema, Path, description = "One of the app's lines")),
     request_body(
-        description = "UTF-8 text, one row a line: CSV rows or JSON lines, mixed as you like \
-                       (sent as `text/csv`, `text/plain`, `application/x-ndjson`...). No body: \
-                       nothing to import.",
+        description = "UTF-8 text, one row a line: CSV rows or JSON lines, mixed as you like. \
+                       The `Content-Type` is not looked at (`text/csv` and \
+                       `application/x-ndjson` are read the same). No body: nothing to import.",
         content(
-            (Option<String> = "text/csv", example = "number,opted_out\n+19175551234,true\n2125550199,false\n"),
-            (Option<String> = "text/plain", example = "{\"number\": \"+19175551234\"}\n{\"number\": \"2125550199\", \"opted_out\": false}\n"),
+            (Option<String> = "text/plain", examples(
+                ("csv" = (summary = "CSV", value = json!("number,opted_out\n+19175551234,true\n2125550199,false\n"))),
+                ("json_lines" = (summary = "JSON lines", value = json!("{\"number\": \"+19175551234\"}\n{\"number\": \"2125550199\", \"opted_out\": false}\n"))),
+            )),
         ),
     ),
     responses(

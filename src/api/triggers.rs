@@ -25,12 +25,12 @@ use crate::{
     triggers::{caller_from_body, form_value},
 };
 
-/// The caller's number as a JSON or form body (the key in any case). It may instead be given
-/// as the `CALLER_ID_NUMBER` query parameter, which wins when both are present.
+/// The caller's number as a JSON or form body (the key in any case; other keys are ignored).
+/// Needed unless the `CALLER_ID_NUMBER` query parameter gives it, which wins when both do.
 #[derive(ToSchema)]
 #[allow(dead_code)] // describes what `triggers::caller_from_body` reads
 pub struct TriggerCaller {
-    #[schema(rename = "CALLER_ID_NUMBER", schema_with = caller_id)]
+    #[schema(rename = "CALLER_ID_NUMBER", required = false, schema_with = caller_id)]
     caller_id_number: String,
 }
 

@@ -77,13 +77,7 @@ pub struct Replayed {
     operation_id = "list_dead_letters",
     params(Page),
     responses(
-        (status = 200, description = "A page of dead letters", body = DeadLetterList, links(
-            ("ReplayDeadLetter" = (
-                operation_id = "replay_dead_letter",
-                parameters(("id" = "$response.body#/dead/0/id")),
-                description = "Replay the first dead letter of the page",
-            )),
-        )),
+        (status = 200, description = "A page of dead letters", body = DeadLetterList),
         ListErrors,
     ),
     security(("api_key" = [])),

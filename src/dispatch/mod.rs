@@ -123,6 +123,8 @@ pub struct Failover {
 
 /// How much claimed work may wait in the scheduler, in windows.
 const SCHEDULED_WINDOWS: usize = 4;
+/// How long to wait before claiming again after a claim that skipped lines found nothing.
+const EMPTY_CLAIM_BACKOFF: Duration = Duration::from_millis(100);
 /// A line with this many messages already waiting for tokens gets no more claimed for now.
 const LINE_BACKLOG: usize = 8;
 
@@ -147,6 +149,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
     let (mut seen_throttled, mut seen_accepted) = (0u64, 0u64);
     let mut seen_waits = 0u64;
     let mut backlog = Backlog::default();
+    let mut last_empty_claim: Option<Instant> = None;
     let queued_gauge = metrics.scheduler_queued.with_label_values(&[&cfg.id]);
     let waits = metrics.limiter_waits.with_label_values(&[&cfg.id]);
     'outer: loop {
@@ -173,7 +176,11 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
         }
 
         let mut claimed_any = false;
-        if sched.len() < cap {
+        // When every queued message belongs to a line already waiting for tokens, a claim
+        // scans that backlog and finds nothing: do not repeat it on every wake-up.
+        let claim_now = sched.len() < cap
+            && last_empty_claim.is_none_or(|t: Instant| t.elapsed() >= EMPTY_CLAIM_BACKOFF);
+        if claim_now {
             let skip = backlog.lines();
             let mut claims = vec![(cfg.id.clone(), None)];
             for f in &failover {
@@ -202,6 +209,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
             match result {
                 Ok(claimed) => {
                     claimed_any = !claimed.is_empty();
+                    last_empty_claim = (!claimed_any && !skip.is_empty()).then(Instant::now);
                     for m in claimed {
                         let line = config.lines.get(&m.line);
                         let limit =
