@@ -335,7 +335,7 @@ impl SqliteStore {
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
                 n += 1;
-                let mode = if n % 30 == 0 { "TRUNCATE" } else { "PASSIVE" };
+                let mode = if n.is_multiple_of(30) { "TRUNCATE" } else { "PASSIVE" };
                 let conn = conn.clone();
                 let r = tokio::task::spawn_blocking(move || {
                     let c = conn.lock().unwrap_or_else(|p| p.into_inner());
