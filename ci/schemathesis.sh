@@ -48,10 +48,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Free loopback ports (bound, then released) for the API, the admin listener and the carrier.
-read -r http_port admin_port carrier_port < <(python3 - <<'EOF'
+# Free loopback ports (bound, then released) for the API, the admin listener, the carrier and
+# a webhook endpoint nobody listens on (its events become dead letters to list and replay).
+read -r http_port admin_port carrier_port hook_port < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -63,6 +64,7 @@ rand() { python3 -c 'import secrets; print(secrets.token_urlsafe(30).replace("-"
 key="st-$(rand)"
 other_key="other-$(rand)"
 token="$(rand)"
+webhook_secret="whsec_$(python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(24)).decode())')"
 line="+12125551000"
 other_line="+12125552000"
 
@@ -80,6 +82,14 @@ path = "$tmp/smsgate.db"
 [[apps]]
 id = "schemathesis"
 api_keys = ["$key"]
+webhook_url = "http://127.0.0.1:$hook_port/hooks"
+webhook_secrets = ["$webhook_secret"]
+
+[webhooks]
+max_age = "1s"
+initial_backoff = "100ms"
+max_backoff = "200ms"
+connect_timeout = "200ms"
 
 # Owns a line the tested app may not use (403 forbidden_line).
 [[apps]]
@@ -118,6 +128,42 @@ template = "Thanks for calling. Reply here and we will text you back."
 dedupe_window = "1s"
 EOF
 
+"$bin" run --config "$tmp/smsgate.toml" >"$tmp/smsgate.log" 2>&1 &
+daemon=$!
+
+ready=""
+for _ in $(seq 300); do
+    if curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    kill -0 "$daemon" 2>/dev/null || break
+    sleep 0.1
+done
+if [[ -z "$ready" ]]; then
+    echo "schemathesis.sh: smsgate did not become ready; its log:" >&2
+    cat "$tmp/smsgate.log" >&2
+    exit 1
+fi
+
+# Some data to find: messages (and so conversations), and dead letters of their webhook events.
+ids=()
+for to in "+19175551234" "(917) 555-1235"; do
+    ids+=("$(curl -fsS -X POST "http://127.0.0.1:$http_port/v1/messages" \
+        -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+        -d "{\"from\": \"$line\", \"to\": \"$to\", \"body\": \"seed\"}" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')")
+done
+for _ in $(seq 50); do
+    dead="$(curl -fsS "http://127.0.0.1:$http_port/v1/webhooks/dead" -H "Authorization: Bearer $key" |
+        python3 -c 'import json, sys; print(" ".join(d["id"] for d in json.load(sys.stdin)["dead"]))')"
+    [[ -n "$dead" ]] && break
+    sleep 0.1
+done
+read -r -a dead_ids <<<"$dead"
+ids+=("${dead_ids[@]:0:3}")
+quoted_ids="$(printf '"%s", ' "${ids[@]}")"
+
 # Real values, drawn part of the time, so requests also get past "no such line/token" and
 # reach the handlers' deeper paths; the rest of the time schemathesis draws its own.
 cat >"$tmp/schemathesis.toml" <<EOF
@@ -127,12 +173,16 @@ values = ["$line", "2125551000", "$other_line"]
 [dictionaries.numbers]
 values = ["+19175551234", "(917) 555-1235", "19175551236", "+442071838750"]
 
+[dictionaries.ids]
+values = [${quoted_ids%, }]
+
 [dictionaries.tokens]
 values = ["$token"]
 
 [parameters]
 "path.line" = { dictionary = "lines", probability = 0.6 }
 "path.number" = { dictionary = "numbers", probability = 0.5 }
+"path.id" = { dictionary = "ids", probability = 0.5 }
 "path.token" = { dictionary = "tokens", probability = 0.6 }
 "query.CALLER_ID_NUMBER" = { dictionary = "numbers", probability = 0.5 }
 "body.from" = { dictionary = "lines", probability = 0.6 }
@@ -156,24 +206,6 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409",
 checks.negative_data_rejection.enabled = false
 EOF
 
-"$bin" run --config "$tmp/smsgate.toml" >"$tmp/smsgate.log" 2>&1 &
-daemon=$!
-
-ready=""
-for _ in $(seq 300); do
-    if curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1; then
-        ready=1
-        break
-    fi
-    kill -0 "$daemon" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z "$ready" ]]; then
-    echo "schemathesis.sh: smsgate did not become ready; its log:" >&2
-    cat "$tmp/smsgate.log" >&2
-    exit 1
-fi
-
 set +e
 (
     cd "$tmp"
@@ -182,7 +214,7 @@ set +e
         --header "Authorization: Bearer $key" \
         --max-examples "$examples" \
         --seed "$seed" \
-        --workers 2 \
+        --workers 1 \
         --request-timeout 15 \
         --generation-database none \
         --suppress-health-check all

@@ -69,8 +69,6 @@ fn priority() -> ObjectBuilder {
         .description(Some("`high` goes ahead of bulk traffic on the same line."))
 }
 
-
-
 /// A JSON integer as JSON Schema counts them: `3600` or `3600.0` (how some JSON writers, such
 /// as Python's for a float, send whole numbers).
 fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -182,8 +180,10 @@ pub(super) fn number(field: &str, value: &str) -> Result<PhoneNumber, ApiError> 
     })
 }
 
-fn plan(state: &ApiState, body: &str) -> Result<segment::Plan, ApiError> {
-    segment::plan(body, &state.inner.segment).map_err(|e| match e {
+/// Plans with the line's options (its carrier's encodings and concatenation, the line's smart
+/// encoding), so the parts counted here are the parts the dispatcher sends.
+fn plan(opts: &segment::Options, body: &str) -> Result<segment::Plan, ApiError> {
+    segment::plan(body, opts).map_err(|e| match e {
         SegmentError::Empty => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "empty_body",
@@ -267,20 +267,9 @@ async fn submit_inner(
             "`client_ref` is longer than {MAX_CLIENT_REF} bytes"
         )));
     }
-    let plan = plan(state, &req.body)?;
-    if state
-        .inner
-        .store
-        .opt_out(from.clone(), to.clone())
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "opted_out",
-            "the recipient opted out of texts from this line; reach them another way",
-        ));
-    }
+    let plan = plan(&line.segment, &req.body)?;
+    // Opt-outs and known not-textable numbers are checked by the insert itself, in its
+    // transaction (one store round trip, and no window between check and insert).
     super::numbers::ensure_textable(state, &to, line.lookup_fail_closed).await?;
     let idem = match headers.get("idempotency-key") {
         None => None,
@@ -387,6 +376,24 @@ async fn submit_inner(
                 .ok_or_else(ApiError::internal)?;
             Ok(accepted(&first.id, first.segments, &first.encoding, false))
         }
+        refused => Err(refusal(refused)),
+    }
+}
+
+/// The error for an insert the store refused (checked in the insert's own transaction).
+pub(super) fn refusal(outcome: InsertOutcome) -> ApiError {
+    match outcome {
+        InsertOutcome::NotTextable { reason, source } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_textable",
+            format!("this number cannot take texts ({reason}); call or email instead"),
+        )
+        .with_details(json!({ "reason": reason, "source": source })),
+        _ => ApiError::new(
+            StatusCode::CONFLICT,
+            "opted_out",
+            "the recipient opted out of texts from this line; reach them another way",
+        ),
     }
 }
 
@@ -453,10 +460,15 @@ pub async fn estimate(
     let run = || async {
         state.authenticate(&headers)?;
         let req: EstimateBody = json_body(&body_or_error(body)?)?;
+        // With `from`, the estimate uses that line's encodings (its carrier's options).
+        let mut opts = &state.inner.segment;
         if let Some(from) = &req.from {
-            number("from", from)?;
+            let from = number("from", from)?;
+            if let Some(line) = state.inner.config.lines.get(&from) {
+                opts = &line.segment;
+            }
         }
-        let plan = plan(&state, &req.body)?;
+        let plan = plan(opts, &req.body)?;
         Ok::<_, ApiError>(Json(Estimate {
             segments: plan.parts,
             encoding: plan.encoding.as_str(),

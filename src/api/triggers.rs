@@ -253,6 +253,7 @@ pub async fn fire(
                         .into_response(),
                 ))
             }
+            TriggerOutcome::Refused(outcome) => Err(super::messages::refusal(outcome)),
             TriggerOutcome::Duplicate(first) => Ok((
                 "duplicate",
                 (

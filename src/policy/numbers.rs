@@ -67,6 +67,11 @@ impl NumberIntel {
 
     /// What we know, from the store first, then from the lookup (whose answer is cached).
     pub async fn check(&self, number: &PhoneNumber) -> Result<Verdict, StoreError> {
+        // Without a lookup, what the store knows (carrier and operator marks) is applied by
+        // the insert itself, in its transaction: no read needed here.
+        if self.lookup.is_none() {
+            return Ok(Verdict::Textable);
+        }
         if let Some(info) = self.store.number_info(number.clone()).await? {
             self.metrics.with_label_values(&["cache_hit"]).inc();
             return Ok(verdict(&info));

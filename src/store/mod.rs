@@ -101,6 +101,14 @@ pub enum InsertOutcome {
         id: MessageId,
         same_request: bool,
     },
+    /// Not stored: the recipient opted out of this line (checked in the insert's transaction,
+    /// so a STOP committed before it always wins).
+    OptedOut,
+    /// Not stored: the number is known not to take texts.
+    NotTextable {
+        reason: String,
+        source: String,
+    },
 }
 
 /// A message as the API shows it.
@@ -437,6 +445,8 @@ pub enum TriggerOutcome {
     Inserted,
     /// The caller already got a text from this line within the window: that message.
     Duplicate(MessageId),
+    /// Refused like an insert would be (opted out, not textable).
+    Refused(InsertOutcome),
 }
 
 /// The durable store behind the pipeline.

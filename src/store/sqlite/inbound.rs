@@ -111,13 +111,18 @@ fn store_text(
         fx.after_hours,
         text.received_at
     ])?;
-    if let (Some(change), Some(app)) = (&fx.opt_out, &fx.app_id) {
-        apply_opt_out(c, ctx, app, change, text.received_at)?;
-    }
+    // The list changes before the replies are stored (a START reply must not be refused), but
+    // its events follow `message.received`: apps hear about the text before what it caused.
+    let changed = match &fx.opt_out {
+        Some(change) if fx.app_id.is_some() => change_opt_out_rows(c, change, text.received_at)?,
+        _ => Vec::new(),
+    };
     let mut replies = Vec::new();
     for m in &fx.replies {
-        insert(c, m, None)?;
-        replies.push(m.id.clone());
+        // A HELP reply to an opted-out number is refused like any other send.
+        if insert(c, m, None)? == InsertOutcome::Inserted {
+            replies.push(m.id.clone());
+        }
     }
     if let Some((m, window)) = &fx.after_hours_reply {
         let last: Option<i64> = c
@@ -128,8 +133,9 @@ fn store_text(
                 r.get(0)
             })
             .optional()?;
-        if last.is_none_or(|at| text.received_at - at >= window.as_millis() as i64) {
-            insert(c, m, None)?;
+        if last.is_none_or(|at| text.received_at - at >= window.as_millis() as i64)
+            && insert(c, m, None)? == InsertOutcome::Inserted
+        {
             replies.push(m.id.clone());
             c.prepare_cached(
                 "INSERT OR REPLACE INTO after_hours_replies (line, number, last_at) VALUES (?1, ?2, ?3)",
@@ -137,8 +143,9 @@ fn store_text(
             .execute(params![text.line.as_str(), text.from.as_str(), text.received_at])?;
         }
     }
-    if let Some(m) = &fx.notify {
-        insert(c, m, None)?;
+    if let Some(m) = &fx.notify
+        && insert(c, m, None)? == InsertOutcome::Inserted
+    {
         replies.push(m.id.clone());
     }
     if fx.emit
@@ -167,6 +174,9 @@ fn store_text(
             }),
             text.received_at,
         )?;
+    }
+    if let (Some(change), Some(app)) = (&fx.opt_out, &fx.app_id) {
+        emit_opt_out_events(c, ctx, app, change, &changed, text.received_at)?;
     }
     Ok(InboundOutcome::Stored {
         id: text.id.clone(),
@@ -230,6 +240,8 @@ fn is_opted_out(c: &Connection, line: &PhoneNumber, number: &PhoneNumber) -> Sto
 
 /// Applies an opt-out change; returns how many lines actually changed. Each change emits
 /// `opt_out.changed`.
+/// Applies an opt-out change and emits its `opt_out.changed` events; returns how many lines
+/// actually changed.
 pub(super) fn apply_opt_out(
     c: &Connection,
     ctx: &Ctx<'_>,
@@ -237,7 +249,18 @@ pub(super) fn apply_opt_out(
     change: &OptOutChange,
     now: Millis,
 ) -> StoreResult<u64> {
-    let mut changed = 0;
+    let changed = change_opt_out_rows(c, change, now)?;
+    emit_opt_out_events(c, ctx, app_id, change, &changed, now)?;
+    Ok(changed.len() as u64)
+}
+
+/// Writes an opt-out change; returns the lines whose state actually changed.
+fn change_opt_out_rows(
+    c: &Connection,
+    change: &OptOutChange,
+    now: Millis,
+) -> StoreResult<Vec<PhoneNumber>> {
+    let mut changed = Vec::new();
     for line in &change.lines {
         let n = if change.opted_out {
             c.prepare_cached(
@@ -249,26 +272,39 @@ pub(super) fn apply_opt_out(
                 .execute(params![line.as_str(), change.number.as_str()])?
         };
         if n > 0 {
-            changed += 1;
-            emit_event(
-                c,
-                ctx,
-                app_id,
-                "opt_out.changed",
-                line,
-                &change.number,
-                json!({
-                    "line": line.as_str(),
-                    "number": change.number.as_str(),
-                    "opted_out": change.opted_out,
-                    "source": change.source,
-                    "changed_at": rfc3339(now),
-                }),
-                now,
-            )?;
+            changed.push(line.clone());
         }
     }
     Ok(changed)
+}
+
+fn emit_opt_out_events(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    app_id: &str,
+    change: &OptOutChange,
+    lines: &[PhoneNumber],
+    now: Millis,
+) -> StoreResult<()> {
+    for line in lines {
+        emit_event(
+            c,
+            ctx,
+            app_id,
+            "opt_out.changed",
+            line,
+            &change.number,
+            json!({
+                "line": line.as_str(),
+                "number": change.number.as_str(),
+                "opted_out": change.opted_out,
+                "source": change.source,
+                "changed_at": rfc3339(now),
+            }),
+            now,
+        )?;
+    }
+    Ok(())
 }
 
 pub(super) fn read_opt_out(

@@ -335,7 +335,11 @@ impl SqliteStore {
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
                 n += 1;
-                let mode = if n.is_multiple_of(30) { "TRUNCATE" } else { "PASSIVE" };
+                let mode = if n.is_multiple_of(30) {
+                    "TRUNCATE"
+                } else {
+                    "PASSIVE"
+                };
                 let conn = conn.clone();
                 let r = tokio::task::spawn_blocking(move || {
                     let c = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -544,7 +548,10 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
                 {
                     return Ok(TriggerOutcome::Duplicate(MessageId::from_store(id)));
                 }
-                insert(c, &m, None)?;
+                let outcome = insert(c, &m, None)?;
+                if outcome != InsertOutcome::Inserted {
+                    return Ok(TriggerOutcome::Refused(outcome));
+                }
                 c.prepare_cached(
                     "INSERT OR REPLACE INTO trigger_sends (line, number, message_id, sent_at) VALUES (?1, ?2, ?3, ?4)",
                 )?
@@ -638,6 +645,29 @@ fn insert(
             }
             None => {}
         }
+    }
+    if !m.exempt_opt_out
+        && c.prepare_cached("SELECT 1 FROM opt_outs WHERE line = ?1 AND number = ?2")?
+            .exists(params![m.line.as_str(), m.to.as_str()])?
+    {
+        return Ok(InsertOutcome::OptedOut);
+    }
+    let refused: Option<(Option<String>, String)> = c
+        .prepare_cached(
+            "SELECT reason, source FROM numbers WHERE number = ?1 AND textable = 0 \
+             AND (expires_at IS NULL OR expires_at > ?2)",
+        )?
+        .query_row(params![m.to.as_str(), m.created_at], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if let Some((reason, source)) = refused {
+        return Ok(InsertOutcome::NotTextable {
+            reason: reason.unwrap_or_else(|| "cannot take texts".into()),
+            source,
+        });
+    }
+    if let Some(idem) = idem {
         c.prepare_cached(
             "INSERT INTO idempotency (app_id, key, message_id, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
