@@ -102,7 +102,10 @@ fn every_operation_documents_its_errors_with_the_error_schema() {
                 .and_then(Value::as_array)
                 .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
             let public = path == "/v1/openapi.json" || path.starts_with("/v1/triggers/");
-            assert_eq!(secured, !public, "{method} {path}: api key required unless public");
+            assert_eq!(
+                secured, !public,
+                "{method} {path}: api key required unless public"
+            );
             assert_eq!(
                 responses.contains_key("401"),
                 secured,

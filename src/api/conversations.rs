@@ -111,7 +111,9 @@ fn message_status() -> ObjectBuilder {
         "read",
         "unread",
     ])
-    .description(Some("Outbound: the message's state; inbound: `read` or `unread`."))
+    .description(Some(
+        "Outbound: the message's state; inbound: `read` or `unread`.",
+    ))
 }
 
 /// What marking a conversation read did.

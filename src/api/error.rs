@@ -96,7 +96,10 @@ pub const CODES: &[(&str, &str)] = &[
         "unavailable",
         "the store cannot answer right now: nothing was accepted, retry",
     ),
-    ("timeout", "the request timed out: nothing was accepted, retry"),
+    (
+        "timeout",
+        "the request timed out: nothing was accepted, retry",
+    ),
     (
         "lookup_unavailable",
         "the line-type lookup cannot answer and this line does not send without it; retry",
@@ -138,9 +141,8 @@ pub(super) fn build_error_responses(
             let examples = codes.iter().map(|c| {
                 (
                     *c,
-                    ExampleBuilder::new().value(Some(
-                        json!({ "error": { "code": c, "message": when(c) } }),
-                    )),
+                    ExampleBuilder::new()
+                        .value(Some(json!({ "error": { "code": c, "message": when(c) } }))),
                 )
             });
             let mut response = ResponseBuilder::new().description(description).content(

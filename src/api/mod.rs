@@ -175,8 +175,16 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(M::POST, "/v1/lines/{line}/opt-outs:import", optouts::import),
         Endpoint::new(M::GET, "/v1/lines/{line}/opt-outs/{number}", optouts::get),
         Endpoint::new(M::PUT, "/v1/lines/{line}/opt-outs/{number}", optouts::put),
-        Endpoint::new(M::DELETE, "/v1/lines/{line}/opt-outs/{number}", optouts::delete),
-        Endpoint::new(M::GET, "/v1/lines/{line}/conversations", conversations::list),
+        Endpoint::new(
+            M::DELETE,
+            "/v1/lines/{line}/opt-outs/{number}",
+            optouts::delete,
+        ),
+        Endpoint::new(
+            M::GET,
+            "/v1/lines/{line}/conversations",
+            conversations::list,
+        ),
         Endpoint::new(
             M::GET,
             "/v1/lines/{line}/conversations/{number}/messages",
@@ -215,8 +223,7 @@ pub fn router(state: ApiState) -> Router {
     for e in endpoints() {
         api = api.route(e.route, e.handler);
     }
-    api
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
+    api.fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -179,7 +179,7 @@ error::error_responses!(Errors {
 
 /// A string schema with a name, for values that have one shape everywhere.
 macro_rules! string_schema {
-    ($(#[$doc:meta])* $name:ident, $description:literal, pattern = $pattern:literal, example = $example:literal) => {
+    ($(#[$doc:meta])* $name:ident, $description:literal, pattern = $pattern:expr, example = $example:literal) => {
         $(#[$doc])*
         pub struct $name;
 
@@ -208,9 +208,13 @@ string_schema!(
     "A phone number: E.164 (`+12125550123`), or a 10- or 11-digit NANP number (`2125550123`, \
      `12125550123`); spaces, dashes, dots and parentheses are ignored. Impossible NANP numbers \
      (bad area code or exchange, N11, 555-01xx) are refused with `invalid_number`.",
-    pattern = r"^\s*\+?[0-9 ().-]+\s*$",
+    pattern = PHONE_PATTERN,
     example = "+12125551000"
 );
+
+/// What `PhoneNumber::parse` takes: `+` and 8 to 15 digits, or 10 digits (an area code
+/// cannot start with 0 or 1) after an optional `1`; formatting characters anywhere.
+pub(super) const PHONE_PATTERN: &str = r"^\s*[ ().-]*(\+[ ().-]*[1-9]([ ().-]*[0-9]){7,14}|(1[ ().-]*)?[2-9]([ ().-]*[0-9]){9})[ ().-]*\s*$";
 
 string_schema!(
     /// A number as smsgate writes it.

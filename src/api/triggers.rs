@@ -40,7 +40,7 @@ fn caller_id() -> ObjectBuilder {
             utoipa::openapi::Type::String,
             utoipa::openapi::Type::Integer,
         ]))
-        .pattern(Some(r"^\s*\+?[0-9 ().-]+\s*$"))
+        .pattern(Some(openapi::PHONE_PATTERN))
         .minimum(Some(0))
         .description(Some(
             "The caller's number, as a string (any form `PhoneNumber` takes) or, in JSON, a number.",
