@@ -87,6 +87,14 @@ async fn a_submitted_message_reaches_the_carrier_and_its_receipt_marks_it_delive
         !metrics.contains("9175551234"),
         "metrics never hold a phone number"
     );
+    // `smsgate status` reads the same listener.
+    let view = smsgate::status::fetch(&d.admin.to_string()).await.unwrap();
+    assert!(view.starts_with("smsgate: ready"), "{view}");
+    assert!(
+        view.lines()
+            .any(|l| l.starts_with("sim") && l.split_whitespace().nth(1) == Some("1")),
+        "{view}"
+    );
     d.stop().await;
     s.shutdown().await;
 }
