@@ -52,9 +52,21 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 pub async fn run(
     config: Config,
     listeners: Listeners,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    run_with_reload(config, None, listeners, shutdown).await
+}
+
+/// Like [`run`]; with `config_path`, SIGHUP and `POST /admin/reload` re-read that file and
+/// apply apps, keys, lines, triggers, keywords and webhook endpoints without touching binds.
+pub async fn run_with_reload(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+    listeners: Listeners,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let live = crate::config::Live::new(config.clone());
     let metrics = Arc::new(Metrics::new());
 
     let sqlite = SqliteStore::open_with_limit(
@@ -79,7 +91,8 @@ pub async fn run(
             shutdown.clone(),
         )
         .context("cannot start WAL checkpoints")?;
-    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let sqlite = Arc::new(sqlite);
+    let store: Arc<dyn Store> = sqlite.clone();
     let requeued = store.requeue_in_flight().await?;
     if requeued > 0 {
         tracing::info!(
@@ -135,7 +148,7 @@ pub async fn run(
         sims.push(sim::Simulator::start(listener, cfg).await);
     }
 
-    let inbound = Arc::new(Inbound::new(store.clone(), config.clone(), metrics.clone()));
+    let inbound = Arc::new(Inbound::new(store.clone(), live.clone(), metrics.clone()));
     let sweeper = tokio::spawn(crate::mo::run_reassembly_sweeper(
         store.clone(),
         inbound.planner(),
@@ -204,7 +217,7 @@ pub async fn run(
             dispatch::Dispatcher {
                 store: store.clone(),
                 carrier: handle,
-                config: config.clone(),
+                config: live.clone(),
                 cfg: c,
                 tracker,
                 wake: notify,
@@ -218,38 +231,28 @@ pub async fn run(
     let webhook_metrics = Arc::new(
         crate::webhook::WebhookMetrics::new(&metrics.registry).context("webhook metrics")?,
     );
-    let endpoints = crate::webhook::endpoints(
-        config
-            .apps
-            .iter()
-            .filter(|a| !a.webhook_secrets.is_empty())
-            .map(|a| crate::webhook::Endpoint {
-                app_id: a.id.clone(),
-                url: a.webhook_url.clone().unwrap_or_default(),
-                keys: a.webhook_secrets.clone(),
-            }),
-    );
-    let webhooks = tokio::spawn(crate::webhook::run_dispatcher(
-        store.clone(),
-        endpoints,
-        config.webhooks.clone(),
-        webhook_metrics,
-        webhook_wake.clone(),
-        shutdown.clone(),
-    ));
+    let webhooks = Webhooks {
+        store: store.clone(),
+        metrics: webhook_metrics,
+        wake: webhook_wake.clone(),
+    };
+    let (mut webhook_stop, mut webhook_task) = webhooks.start(&config);
 
+    let (reload_tx, mut reload_rx) = mpsc::channel::<api::ReloadRequest>(4);
     let admin = api::admin_router(AdminState {
         metrics: metrics.clone(),
         carriers: handles.clone(),
         store: store.clone(),
+        reload: config_path.is_some().then(|| reload_tx.clone()),
     });
-    let app = api::router(ApiState::new(
+    let api_state = ApiState::new(
         config.clone(),
         store.clone(),
         metrics.clone(),
         wake,
         webhook_wake,
-    ));
+    );
+    let app = api::router(api_state.clone());
     tracing::info!(
         http = %listeners.http.local_addr()?,
         admin = %listeners.admin.local_addr()?,
@@ -314,7 +317,71 @@ pub async fn run(
         None
     };
 
-    let _ = shutdown.wait_for(|s| *s).await;
+    // Reloads: SIGHUP or POST /admin/reload, until shutdown.
+    if let Some(path) = &config_path {
+        let tx = reload_tx.clone();
+        let mut sd = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        let (done, _) = tokio::sync::oneshot::channel();
+                        let _ = tx.send(done).await;
+                    }
+                    _ = sd.changed() => return,
+                }
+            }
+        });
+        tracing::debug!(path = %path.display(), "reload enabled");
+    }
+    drop(reload_tx);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(done) = reload_rx.recv() => {
+                let Some(path) = &config_path else { continue };
+                let result = match crate::config::load(path) {
+                    Err(errors) => {
+                        tracing::error!("config reload refused; the running config stays:\n{errors}");
+                        Err(errors.to_string())
+                    }
+                    Ok(new) => {
+                        let new = Arc::new(new);
+                        let needs_restart = restart_only_changes(&live.get(), &new);
+                        live.set(new.clone());
+                        api_state.reload(new.clone());
+                        sqlite.set_webhook_apps(
+                            new.apps.iter().filter(|a| a.webhook_url.is_some()).map(|a| a.id.clone()),
+                        );
+                        // New endpoints and secrets: the webhook dispatcher restarts (what it
+                        // had in flight is simply retried).
+                        let _ = webhook_stop.send(true);
+                        let _ = webhook_task.await;
+                        (webhook_stop, webhook_task) = webhooks.start(&new);
+                        let msg = if needs_restart.is_empty() {
+                            "reloaded".to_owned()
+                        } else {
+                            format!("reloaded; these changes need a restart to apply: {}", needs_restart.join(", "))
+                        };
+                        tracing::info!("{msg}");
+                        Ok(msg)
+                    }
+                };
+                let _ = done.send(result);
+            }
+        }
+    }
     tracing::info!("draining");
     notifier.notify("STOPPING=1\nSTATUS=draining");
     if let Some(t) = sd {
@@ -328,7 +395,8 @@ pub async fn run(
         while carrier_tasks.join_next().await.is_some() {}
         // 4. Every outcome is recorded; 5. webhooks in flight finish (the rest stay queued).
         while completion_tasks.join_next().await.is_some() {}
-        let _ = webhooks.await;
+        let _ = webhook_stop.send(true);
+        let _ = (&mut webhook_task).await;
     };
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
         tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; stopping anyway (unsent work stays queued)");
@@ -345,6 +413,69 @@ pub async fn run(
     let _ = checkpoints.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts webhook dispatchers for a config's endpoints.
+struct Webhooks {
+    store: Arc<dyn Store>,
+    metrics: Arc<crate::webhook::WebhookMetrics>,
+    wake: Arc<Notify>,
+}
+
+impl Webhooks {
+    fn start(&self, config: &Config) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let endpoints = crate::webhook::endpoints(
+            config
+                .apps
+                .iter()
+                .filter(|a| !a.webhook_secrets.is_empty())
+                .map(|a| crate::webhook::Endpoint {
+                    app_id: a.id.clone(),
+                    url: a.webhook_url.clone().unwrap_or_default(),
+                    keys: a.webhook_secrets.clone(),
+                }),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(crate::webhook::run_dispatcher(
+            self.store.clone(),
+            endpoints,
+            config.webhooks.clone(),
+            self.metrics.clone(),
+            self.wake.clone(),
+            stopped,
+        ));
+        (stop, task)
+    }
+}
+
+/// Settings a reload cannot apply to a running daemon (listeners, store, carrier connections).
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.http.listen != new.http.listen || old.admin.listen != new.admin.listen {
+        out.push("listen addresses".to_owned());
+    }
+    if old.store.path != new.store.path {
+        out.push("store.path".to_owned());
+    }
+    let key = |c: &crate::config::Carrier| {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}",
+            c.id,
+            c.host,
+            c.port,
+            c.system_id,
+            c.password,
+            c.binds,
+            c.window,
+            c.tls.is_some()
+        )
+    };
+    let old_c: Vec<String> = old.carriers.iter().map(|c| key(c)).collect();
+    let new_c: Vec<String> = new.carriers.iter().map(|c| key(c)).collect();
+    if old_c != new_c {
+        out.push("carriers".to_owned());
+    }
+    out
 }
 
 async fn wait_for(mut shutdown: watch::Receiver<bool>) {

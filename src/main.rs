@@ -111,7 +111,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(cfg)) {
+            match rt.block_on(run(cfg, config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cfg: config::Config) -> anyhow::Result<()> {
+async fn run(cfg: config::Config, path: PathBuf) -> anyhow::Result<()> {
     let listeners = app::Listeners::bind(&cfg).await?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -135,7 +135,7 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
         tracing::warn!("second signal: exiting without drain");
         std::process::exit(130);
     });
-    app::run(cfg, listeners, rx).await
+    app::run_with_reload(cfg, Some(path), listeners, rx).await
 }
 
 async fn wait_for_signal() {

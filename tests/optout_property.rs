@@ -82,7 +82,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let store =
             SqliteStore::open(&dir.path().join("p.db"), 64, Arc::new(Metrics::new())).unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
-        let planner = Planner::new(cfg.clone()).into_planner();
+        let planner = Planner::new(config::Live::new(cfg.clone())).into_planner();
         let numbers: Vec<PhoneNumber> = NUMBERS
             .iter()
             .map(|n| PhoneNumber::parse(n).unwrap())

@@ -248,7 +248,9 @@ fn csv_row(m: &ConversationMessage) -> String {
         MessagesQuery,
     ),
     responses(
-        (status = 200, description = "A page of texts, or with `format=csv` the whole conversation", content(
+        (status = 200, description = "A page of texts, or with `format=csv` the whole conversation", headers(
+            ("Content-Disposition" = String, description = "With `format=csv`: `attachment; filename=\"conversation-<line>-<number>.csv\"` (digits only)"),
+        ), content(
             (ConversationMessages = "application/json"),
             (String = "text/csv", example = "time,direction,id,status,body\r\n2026-11-22T09:00:00Z,inbound,msg_01KAKX2Z9Q8W3E5R7T9Y1V3H5N,read,\"Yes, 9:00 works\"\r\n"),
         )),

@@ -119,7 +119,7 @@ fn queued() -> ObjectBuilder {
     openapi::one_of(&["queued"])
 }
 
-pub(super) fn encoding() -> ObjectBuilder {
+fn encoding() -> ObjectBuilder {
     openapi::one_of(&["gsm7", "ucs2", "latin1"]).description(Some(
         "`gsm7` (160 characters a part, 153 when split), `ucs2` (70/67) or `latin1` (140/134).",
     ))
@@ -243,7 +243,8 @@ async fn submit_inner(
     let app = state.authenticate(headers)?;
     let req: SubmitBody = json_body(&body_or_error(body)?)?;
     let from = number("from", &req.from)?;
-    let line = state.inner.config.lines.get(&from).ok_or_else(|| {
+    let snap = state.snap();
+    let line = snap.config.lines.get(&from).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_line",
@@ -461,10 +462,11 @@ pub async fn estimate(
         state.authenticate(&headers)?;
         let req: EstimateBody = json_body(&body_or_error(body)?)?;
         // With `from`, the estimate uses that line's encodings (its carrier's options).
+        let snap = state.snap();
         let mut opts = &state.inner.segment;
         if let Some(from) = &req.from {
             let from = number("from", from)?;
-            if let Some(line) = state.inner.config.lines.get(&from) {
+            if let Some(line) = snap.config.lines.get(&from) {
                 opts = &line.segment;
             }
         }
@@ -608,7 +610,7 @@ pub struct Receipt {
     err: Option<String>,
 }
 
-pub(super) fn message_status() -> ObjectBuilder {
+fn message_status() -> ObjectBuilder {
     openapi::one_of(&[
         "queued",
         "sending",

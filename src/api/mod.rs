@@ -47,28 +47,29 @@ pub struct ApiState {
 }
 
 struct Inner {
-    config: Arc<Config>,
-    /// SHA-256 of every api key, so comparing takes the same time whatever the key's length.
-    keys: Vec<([u8; 32], Arc<App>)>,
+    /// What a config reload replaces as a whole; read per request.
+    // std RwLock: held only to clone the Arc, never across an await.
+    live: std::sync::RwLock<Arc<Snapshot>>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     /// Wakes a carrier's dispatcher when new work is queued.
     wake: HashMap<String, Arc<Notify>>,
     segment: crate::segment::Options,
-    triggers: crate::triggers::TriggerSet,
     numbers: crate::policy::NumberIntel,
     /// Wakes the webhook dispatcher after a replay.
     webhook_wake: Arc<Notify>,
 }
 
-impl ApiState {
-    pub fn new(
-        config: Arc<Config>,
-        store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
-        wake: HashMap<String, Arc<Notify>>,
-        webhook_wake: Arc<Notify>,
-    ) -> Self {
+/// The config and what is derived from it, swapped together on reload.
+struct Snapshot {
+    config: Arc<Config>,
+    /// SHA-256 of every api key, so comparing takes the same time whatever the key's length.
+    keys: Vec<([u8; 32], Arc<App>)>,
+    triggers: crate::triggers::TriggerSet,
+}
+
+impl Snapshot {
+    fn new(config: Arc<Config>) -> Self {
         let keys = config
             .apps
             .iter()
@@ -79,6 +80,36 @@ impl ApiState {
             })
             .collect();
         let triggers = crate::triggers::TriggerSet::new(&config.triggers);
+        Self {
+            config,
+            keys,
+            triggers,
+        }
+    }
+}
+
+impl ApiState {
+    fn snap(&self) -> Arc<Snapshot> {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves a reloaded config (apps, keys, lines, triggers) from the next request on.
+    pub fn reload(&self, config: Arc<Config>) {
+        let snap = Arc::new(Snapshot::new(config));
+        *self.inner.live.write().unwrap_or_else(|p| p.into_inner()) = snap;
+    }
+
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        wake: HashMap<String, Arc<Notify>>,
+        webhook_wake: Arc<Notify>,
+    ) -> Self {
         let numbers = crate::policy::NumberIntel::new(
             store.clone(),
             config.numbers.lookup.clone(),
@@ -86,11 +117,9 @@ impl ApiState {
         );
         Self {
             inner: Arc::new(Inner {
-                triggers,
                 numbers,
                 webhook_wake,
-                config,
-                keys,
+                live: std::sync::RwLock::new(Arc::new(Snapshot::new(config))),
                 store,
                 metrics,
                 wake,
@@ -111,7 +140,8 @@ impl ApiState {
             .ok_or_else(ApiError::unauthorized)?;
         let presented = digest(token.as_bytes());
         let mut found = None;
-        for (key, app) in &self.inner.keys {
+        let snap = self.snap();
+        for (key, app) in &snap.keys {
             if bool::from(key.ct_eq(&presented)) {
                 found = Some(app.clone());
             }
@@ -202,7 +232,8 @@ pub fn endpoints() -> Vec<Endpoint> {
 /// The app-facing router with its limits: body size, concurrency (excess is shed with 503
 /// `overloaded`, not queued), and a per-request timeout.
 pub fn router(state: ApiState) -> Router {
-    let http = &state.inner.config.http;
+    let snap = state.snap();
+    let http = &snap.config.http;
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
             if e.is::<tower::timeout::error::Elapsed>() {
@@ -242,6 +273,41 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub carriers: Vec<Arc<CarrierHandle>>,
     pub store: Arc<dyn Store>,
+    /// Where `POST /admin/reload` asks for a reload (None: started without a config file).
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+}
+
+/// A reload request; answered with a summary or the new config's errors.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+async fn reload(State(s): State<AdminState>) -> Response {
+    let Some(tx) = &s.reload else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "reload needs a daemon started with a config file",
+        )
+        .into_response();
+    };
+    let (done, answer) = tokio::sync::oneshot::channel();
+    if tx.send(done).await.is_err() {
+        return ApiError::unavailable().into_response();
+    }
+    match answer.await {
+        Ok(Ok(msg)) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": msg })),
+        )
+            .into_response(),
+        Ok(Err(errors)) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            "the new config was refused; the running config stays",
+        )
+        .with_details(serde_json::json!({ "errors": errors.lines().collect::<Vec<_>>() }))
+        .into_response(),
+        Err(_) => ApiError::unavailable().into_response(),
+    }
 }
 
 pub fn admin_router(state: AdminState) -> Router {
@@ -249,6 +315,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/admin/reload", axum::routing::post(reload))
         .with_state(state)
 }
 

@@ -214,7 +214,7 @@ string_schema!(
 
 /// What `PhoneNumber::parse` takes: `+` and 8 to 15 digits, or 10 digits (an area code
 /// cannot start with 0 or 1) after an optional `1`; formatting characters anywhere.
-pub(super) const PHONE_PATTERN: &str = r"^\s*[ ().-]*(\+[ ().-]*[1-9]([ ().-]*[0-9]){7,14}|(1[ ().-]*)?[2-9]([ ().-]*[0-9]){9})[ ().-]*\s*$";
+pub(super) const PHONE_PATTERN: &str = r"^\s*(\+[ ().-]*[1-9]([ ().-]*[0-9]){7,14}|[ ().-]*(1[ ().-]*)?[2-9]([ ().-]*[0-9]){9})[ ().-]*\s*$";
 
 string_schema!(
     /// A number as smsgate writes it.

@@ -32,7 +32,8 @@ const MAX_PAGE: usize = 1000;
 /// The caller's line, or the error that says why not.
 pub(super) fn own_line(state: &ApiState, app: &App, raw: &str) -> Result<Arc<Line>, ApiError> {
     let number = super::messages::number("line", raw)?;
-    let line = state.inner.config.lines.get(&number).ok_or_else(|| {
+    let snap = state.snap();
+    let line = snap.config.lines.get(&number).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_line",

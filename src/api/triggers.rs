@@ -144,7 +144,9 @@ pub async fn fire(
 ) -> Response {
     let metrics = &state.inner.metrics;
     // A token that is not UTF-8 is no token either.
-    let found = token.ok().and_then(|Path(t)| state.inner.triggers.find(&t));
+    let found = token
+        .ok()
+        .and_then(|Path(t)| state.snap().triggers.find(&t));
     let Some(trigger) = found else {
         metrics
             .triggers
@@ -189,7 +191,7 @@ pub async fn fire(
             ));
         }
         let line = state
-            .inner
+            .snap()
             .config
             .lines
             .get(&trigger.line)

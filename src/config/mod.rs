@@ -204,6 +204,24 @@ pub struct Line {
     pub staff_notify: Option<PhoneNumber>,
 }
 
+/// The config in force, swapped whole on reload; readers take a cheap snapshot per use.
+#[derive(Clone)]
+pub struct Live(Arc<std::sync::RwLock<Arc<Config>>>);
+
+impl Live {
+    pub fn new(config: Arc<Config>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(config)))
+    }
+
+    pub fn get(&self) -> Arc<Config> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, config: Arc<Config>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+}
+
 /// One problem found in a config file, with the 1-based line it was found on when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

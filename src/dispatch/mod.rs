@@ -104,7 +104,7 @@ impl Tracker {
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
     pub carrier: Arc<CarrierHandle>,
-    pub config: Arc<config::Config>,
+    pub config: config::Live,
     pub cfg: Arc<config::Carrier>,
     pub tracker: Arc<Tracker>,
     /// Notified when new work is queued.
@@ -175,6 +175,8 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
             sched.on_accepted(now);
         }
 
+        // Lines (rates, encodings) as reloaded, per turn.
+        let lines = config.get();
         let mut claimed_any = false;
         // When every queued message belongs to a line already waiting for tokens, a claim
         // scans that backlog and finds nothing: do not repeat it on every wake-up.
@@ -211,7 +213,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
                     claimed_any = !claimed.is_empty();
                     last_empty_claim = (!claimed_any && !skip.is_empty()).then(Instant::now);
                     for m in claimed {
-                        let line = config.lines.get(&m.line);
+                        let line = lines.lines.get(&m.line);
                         let limit =
                             line.map_or(LineLimit::for_class(Default::default()), |l| l.rate);
                         let cost = m.segments.saturating_sub(m.sent_parts.len() as u32).max(1);
@@ -242,7 +244,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
             sent_any = true;
             backlog.remove(m.line.as_str());
             // The line's options (its carrier's encodings), as when the message was accepted.
-            let opts = config
+            let opts = lines
                 .lines
                 .get(&m.line)
                 .map_or(&cfg.segment, |l| &l.segment);

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 pub use planner::Planner;
 
 use crate::{
-    config::{self, Config, MoAlphabet},
+    config::{self, Live, MoAlphabet},
     dlr::{self, IdSource},
     domain::{PhoneNumber, now_millis},
     segment::{self, DefaultAlphabet},
@@ -33,17 +33,19 @@ const STATUS_RETRY_LATER: u32 = 0x64;
 
 pub struct Inbound {
     store: Arc<dyn Store>,
-    config: Arc<Config>,
+    config: Live,
     carriers: HashMap<String, Arc<config::Carrier>>,
     planner: InboundPlanner,
     metrics: Arc<Metrics>,
 }
 
 impl Inbound {
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Live, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
+            // Carriers are not reloadable: their connections are fixed at start.
             carriers: config
+                .get()
                 .carriers
                 .iter()
                 .map(|c| (c.id.clone(), c.clone()))
@@ -197,7 +199,7 @@ impl InboundHandler for Inbound {
 
 async fn inbound_text(
     store: Arc<dyn Store>,
-    config: Arc<Config>,
+    config: Live,
     carrier: Arc<str>,
     pdu: DeliverSm,
     alphabet: MoAlphabet,
@@ -214,7 +216,7 @@ async fn inbound_text(
             return status;
         }
     };
-    if !config.lines.contains_key(&part.line) {
+    if !config.get().lines.contains_key(&part.line) {
         tracing::warn!(carrier = %carrier, line = %part.line, "inbound text for a number that is not a line; refused");
         metrics
             .mo

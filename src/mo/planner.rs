@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::{
-    config::{Config, Line},
+    config::{Config, Line, Live},
     domain::{MessageId, PhoneNumber},
     policy::{Keyword, OptOutScope},
     segment,
@@ -12,11 +12,11 @@ use crate::{
 };
 
 pub struct Planner {
-    config: Arc<Config>,
+    config: Live,
 }
 
 impl Planner {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Live) -> Self {
         Self { config }
     }
 
@@ -25,7 +25,8 @@ impl Planner {
     }
 
     pub fn plan(&self, text: &InboundText) -> InboundEffects {
-        let Some(line) = self.config.lines.get(&text.line) else {
+        let config = self.config.get();
+        let Some(line) = config.lines.get(&text.line) else {
             // Checked before storing; a line removed by a reload still gets its text stored.
             return InboundEffects::default();
         };
@@ -36,7 +37,7 @@ impl Planner {
         };
         let now = jiff::Timestamp::from_millisecond(text.received_at)
             .unwrap_or_else(|_| jiff::Timestamp::now());
-        let keywords = &self.config.keywords;
+        let keywords = &config.keywords;
         // A text missing parts is never taken as a keyword: "STOP" may be the start of more.
         let keyword = if text.incomplete {
             None
@@ -47,7 +48,7 @@ impl Planner {
             fx.keyword = Some(kw.as_str());
             let reply = keywords.reply_for(kw, line.help_text.as_deref()).to_owned();
             let lines = match keywords.scope(kw) {
-                Some(OptOutScope::App) => self.app_lines(&line.app),
+                Some(OptOutScope::App) => app_lines(&config, &line.app),
                 _ => vec![line.number.clone()],
             };
             match kw {
@@ -105,18 +106,6 @@ impl Planner {
         fx
     }
 
-    fn app_lines(&self, app: &str) -> Vec<PhoneNumber> {
-        let mut v: Vec<PhoneNumber> = self
-            .config
-            .lines
-            .values()
-            .filter(|l| l.app == app)
-            .map(|l| l.number.clone())
-            .collect();
-        v.sort();
-        v
-    }
-
     fn reply(
         &self,
         line: &Line,
@@ -144,4 +133,15 @@ impl Planner {
             expires_at: Some(at + line.validity.as_millis() as i64),
         }
     }
+}
+
+fn app_lines(config: &Config, app: &str) -> Vec<PhoneNumber> {
+    let mut v: Vec<PhoneNumber> = config
+        .lines
+        .values()
+        .filter(|l| l.app == app)
+        .map(|l| l.number.clone())
+        .collect();
+    v.sort();
+    v
 }
