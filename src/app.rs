@@ -76,13 +76,7 @@ pub async fn run_with_reload(
         metrics.clone(),
     )
     .with_context(|| format!("cannot open store {}", config.store.path.display()))?;
-    sqlite.set_webhook_apps(
-        config
-            .apps
-            .iter()
-            .filter(|a| a.webhook_url.is_some())
-            .map(|a| a.id.clone()),
-    );
+    sqlite.set_webhook_apps(webhook_apps(&config));
     let webhook_wake = sqlite.event_notify();
     let checkpoints = sqlite
         .spawn_checkpoints(
@@ -361,9 +355,7 @@ pub async fn run_with_reload(
                         let needs_restart = restart_only_changes(&live.get(), &new);
                         live.set(new.clone());
                         api_state.reload(new.clone());
-                        sqlite.set_webhook_apps(
-                            new.apps.iter().filter(|a| a.webhook_url.is_some()).map(|a| a.id.clone()),
-                        );
+                        sqlite.set_webhook_apps(webhook_apps(&new));
                         // New endpoints and secrets: the webhook dispatcher restarts (what it
                         // had in flight is simply retried).
                         let _ = webhook_stop.send(true);
@@ -413,6 +405,17 @@ pub async fn run_with_reload(
     let _ = checkpoints.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Apps that can be sent events (they have signing secrets), and whether they have an
+/// endpoint of their own.
+fn webhook_apps(config: &Config) -> Vec<(String, bool)> {
+    config
+        .apps
+        .iter()
+        .filter(|a| !a.webhook_secrets.is_empty())
+        .map(|a| (a.id.clone(), a.webhook_url.is_some()))
+        .collect()
 }
 
 /// Starts webhook dispatchers for a config's endpoints.

@@ -145,6 +145,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 high_priority: false,
                                 send_at: None,
                                 expires_at: None,
+                                status_url: None,
                             },
                             None,
                         )

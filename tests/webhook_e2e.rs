@@ -310,3 +310,52 @@ async fn dead_letters_are_listed_and_replayed_through_the_api() {
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_message_status_url_gets_that_message_s_events_even_without_an_app_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let seen = sink(hook).await;
+    let s = Simulator::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SimConfig::default(),
+    )
+    .await;
+    // The dental app signs events but has no endpoint of its own.
+    let cfg = config_text(&dir.path().join("t.db"), s.local_addr().port(), "").replacen(
+        &format!("api_keys = [\"{DENTAL_KEY}\"]"),
+        &format!("api_keys = [\"{DENTAL_KEY}\"]\nwebhook_secrets = [\"{SECRET}\"]"),
+        1,
+    );
+    let d = Daemon::start(&cfg).await;
+    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    let c = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let (status, b) = send(
+        &c,
+        &d,
+        DENTAL_KEY,
+        json!({"from": DENTAL_LINE, "to": PATIENT, "body": "x", "status_url": url}),
+    )
+    .await;
+    assert_eq!(status, 202, "{b}");
+    let evs = events_until(&seen, |e| {
+        e.iter().any(|v| v["data"]["status"] == "delivered")
+    })
+    .await;
+    assert!(
+        evs.iter()
+            .all(|v| v["type"] == "message.status" && v["data"]["id"] == b["id"]),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter().any(|v| v["data"]["status"] == "delivered"),
+        "{evs:?}"
+    );
+    // The clinic app has no webhook secrets: a status_url is refused up front.
+    let (status, e) = send(&c, &d, CLINIC_KEY, json!({"from": CLINIC_LINE, "to": PATIENT, "body": "x", "status_url": "http://127.0.0.1:1/x"})).await;
+    assert_eq!(status, 400, "{e}");
+    d.stop().await;
+    s.shutdown().await;
+}

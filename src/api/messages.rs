@@ -62,6 +62,11 @@ pub struct SubmitBody {
     #[serde(default)]
     #[schema(format = DateTime)]
     pub send_at: Option<String>,
+    /// Where this message's `message.status` events go instead of the app's webhook URL
+    /// (http or https; signed with the app's webhook secrets, which the app must have).
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub status_url: Option<String>,
 }
 
 fn priority() -> ObjectBuilder {
@@ -329,6 +334,20 @@ async fn submit_inner(
         Some(v) => v.saturating_mul(1000).min(i64::MAX as u64 / 2) as i64,
         None => line.validity.as_millis() as i64,
     };
+    let status_url = match req.status_url {
+        None => None,
+        Some(u) if u.len() > 2048 || !(u.starts_with("http://") || u.starts_with("https://")) => {
+            return Err(ApiError::invalid_request(
+                "`status_url` must be an http:// or https:// URL of at most 2048 bytes",
+            ));
+        }
+        Some(_) if app.webhook_secrets.is_empty() => {
+            return Err(ApiError::invalid_request(
+                "`status_url` needs webhook_secrets configured for this app (events are signed)",
+            ));
+        }
+        Some(u) => Some(u),
+    };
     let msg = NewMessage {
         id: MessageId::generate(),
         app_id: app.id.clone(),
@@ -344,6 +363,7 @@ async fn submit_inner(
         exempt_opt_out: false,
         high_priority,
         send_at,
+        status_url,
         expires_at: Some(send_at.unwrap_or(now).max(now) + validity_ms),
     };
     let id = msg.id.clone();

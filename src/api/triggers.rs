@@ -230,6 +230,7 @@ pub async fn fire(
             // The caller is waiting on the line: ahead of bulk, and never hours late.
             high_priority: true,
             send_at: None,
+            status_url: None,
             expires_at: Some(now_millis() + line.validity.as_millis() as i64),
         };
         let id = msg.id.clone();

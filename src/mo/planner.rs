@@ -130,6 +130,7 @@ impl Planner {
             exempt_opt_out: exempt,
             high_priority: true,
             send_at: None,
+            status_url: None,
             expires_at: Some(at + line.validity.as_millis() as i64),
         }
     }

@@ -61,6 +61,8 @@ pub struct NewMessage {
     pub send_at: Option<Millis>,
     /// Not sent after this time: the message becomes `expired` instead of arriving late.
     pub expires_at: Option<Millis>,
+    /// Where this message's `message.status` events go instead of the app's endpoint.
+    pub status_url: Option<String>,
 }
 
 /// Where an outbound message came from.

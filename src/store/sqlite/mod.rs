@@ -4,7 +4,7 @@
 
 use std::{
     cell::Cell,
-    collections::HashSet,
+    collections::HashMap,
     path::Path,
     sync::{Arc, Mutex, RwLock},
     thread::JoinHandle,
@@ -101,6 +101,7 @@ ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
 ALTER TABLE messages ADD COLUMN exempt_opt_out INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN high_priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN expires_at INTEGER;
+ALTER TABLE messages ADD COLUMN status_url TEXT;
 CREATE INDEX messages_conversation ON messages (line, to_number, created_at);
 CREATE TABLE inbound (
     id TEXT PRIMARY KEY,
@@ -171,7 +172,7 @@ const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 pub struct SqliteStore {
     ops: mpsc::Sender<Op>,
-    hooks: Arc<RwLock<HashSet<String>>>,
+    hooks: Arc<RwLock<HashMap<String, bool>>>,
     events: Arc<Notify>,
     reader: Arc<Mutex<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -302,7 +303,7 @@ impl SqliteStore {
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
         let batch_max = batch_max.max(1);
-        let hooks = Arc::new(RwLock::new(HashSet::new()));
+        let hooks = Arc::new(RwLock::new(HashMap::new()));
         let events = Arc::new(Notify::new());
         let (h, ev) = (hooks.clone(), events.clone());
         let writer = std::thread::Builder::new()
@@ -353,8 +354,9 @@ impl SqliteStore {
         }))
     }
 
-    /// Apps whose messages produce webhook events (config decides; reload may change it).
-    pub fn set_webhook_apps(&self, apps: impl IntoIterator<Item = String>) {
+    /// Apps with webhook secrets, and whether each has a `webhook_url`: their messages produce
+    /// events (apps without a URL only for messages with their own `status_url`).
+    pub fn set_webhook_apps(&self, apps: impl IntoIterator<Item = (String, bool)>) {
         *self.hooks.write().unwrap_or_else(|p| p.into_inner()) = apps.into_iter().collect();
     }
 
@@ -391,7 +393,7 @@ impl SqliteStore {
 /// What a batch's operations need besides the connection.
 struct Ctx<'a> {
     /// Apps with a webhook endpoint: only their messages produce events.
-    hooks: &'a HashSet<String>,
+    hooks: &'a HashMap<String, bool>,
     /// Set when the batch put an event in the outbox, to wake the webhook dispatcher.
     emitted: Cell<bool>,
 }
@@ -401,7 +403,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Op>,
     batch_max: usize,
     m: Arc<Metrics>,
-    hooks: Arc<RwLock<HashSet<String>>>,
+    hooks: Arc<RwLock<HashMap<String, bool>>>,
     events: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
@@ -425,7 +427,8 @@ fn writer_loop(
         }
         let started = Instant::now();
         let size = batch.len();
-        let hooks = hooks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // Held for the batch (this thread only); a config reload waits for one batch at most.
+        let hooks = hooks.read().unwrap_or_else(|p| p.into_inner());
         let ctx = Ctx {
             hooks: &hooks,
             emitted: Cell::new(false),
@@ -675,8 +678,9 @@ fn insert(
     }
     c.prepare_cached(
         "INSERT INTO messages (id, app_id, line, to_number, body, client_ref, encoding, segments, carrier, \
-         status, next_attempt_at, created_at, updated_at, kind, exempt_opt_out, high_priority, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?13, ?10, ?10, ?11, ?12, ?14, ?15)",
+         status, next_attempt_at, created_at, updated_at, kind, exempt_opt_out, high_priority, expires_at, \
+         status_url) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?13, ?10, ?10, ?11, ?12, ?14, ?15, ?16)",
     )?
     .execute(params![
         m.id.as_str(),
@@ -693,7 +697,8 @@ fn insert(
         m.exempt_opt_out,
         m.send_at.unwrap_or(m.created_at).max(m.created_at),
         m.high_priority,
-        m.expires_at
+        m.expires_at,
+        m.status_url
     ])?;
     Ok(InsertOutcome::Inserted)
 }
@@ -1120,27 +1125,43 @@ fn emit_status(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> St
     if ctx.hooks.is_empty() {
         return Ok(());
     }
-    // Only read and render the message when its app has an endpoint.
-    let app: Option<String> = c
-        .prepare_cached("SELECT app_id FROM messages WHERE id = ?1")?
-        .query_row(params![id.as_str()], |r| r.get(0))
+    // Only read and render the message when it has somewhere to go.
+    let row: Option<(String, Option<String>)> = c
+        .prepare_cached("SELECT app_id, status_url FROM messages WHERE id = ?1")?
+        .query_row(params![id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if !app.is_some_and(|a| ctx.hooks.contains(&a)) {
+    let Some((app, url)) = row else {
+        return Ok(());
+    };
+    let wanted = match ctx.hooks.get(&app) {
+        Some(true) => true,
+        Some(false) => url.is_some(),
+        None => false,
+    };
+    if !wanted {
         return Ok(());
     }
     let Some(m) = read_message_by_id(c, id)? else {
         return Ok(());
     };
-    emit_event(
-        c,
-        ctx,
-        &m.app_id,
-        "message.status",
-        &m.line,
-        &m.to,
-        super::view::message_json(&m),
-        now,
-    )
+    let event = OutEvent {
+        app_id: &m.app_id,
+        kind: "message.status",
+        line: &m.line,
+        number: &m.to,
+        url,
+    };
+    emit(c, ctx, event, super::view::message_json(&m), now)
+}
+
+/// Where an event goes.
+struct OutEvent<'a> {
+    app_id: &'a str,
+    kind: &'a str,
+    line: &'a PhoneNumber,
+    number: &'a PhoneNumber,
+    /// A message's own `status_url`; `None`: the app's endpoint.
+    url: Option<String>,
 }
 
 /// Puts an event in the outbox if `app_id` has a webhook endpoint. Events of one
@@ -1156,8 +1177,28 @@ fn emit_event(
     data: serde_json::Value,
     now: Millis,
 ) -> StoreResult<()> {
-    if !ctx.hooks.contains(app_id) {
-        return Ok(());
+    let event = OutEvent {
+        app_id,
+        kind,
+        line,
+        number,
+        url: None,
+    };
+    emit(c, ctx, event, data, now)
+}
+
+fn emit(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    e: OutEvent<'_>,
+    data: serde_json::Value,
+    now: Millis,
+) -> StoreResult<()> {
+    let (app_id, kind, line, number) = (e.app_id, e.kind, e.line, e.number);
+    match ctx.hooks.get(app_id) {
+        Some(true) => {}
+        Some(false) if e.url.is_some() => {}
+        _ => return Ok(()),
     }
     let event_id = EventId::generate();
     let payload = serde_json::json!({
@@ -1175,7 +1216,7 @@ fn emit_event(
             kind: kind.to_owned(),
             conversation: format!("{}:{}", line.as_str(), number.as_str()),
             payload: payload.to_string(),
-            url: None,
+            url: e.url,
             created_at: now,
         },
     )
