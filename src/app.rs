@@ -261,11 +261,28 @@ pub async fn run_with_reload(
             .await
     });
     let sd = shutdown.clone();
-    servers.spawn(async move {
-        axum::serve(listeners.http, app)
-            .with_graceful_shutdown(wait_for(sd))
-            .await
-    });
+    let https_cert = config
+        .http
+        .tls
+        .as_ref()
+        .map(|(cfg, _, _)| crate::net::TlsCert::new((**cfg).clone()));
+    match &https_cert {
+        None => {
+            servers.spawn(async move {
+                axum::serve(listeners.http, app)
+                    .with_graceful_shutdown(wait_for(sd))
+                    .await
+            });
+        }
+        Some(cert) => {
+            let tls = crate::net::TlsListener::new(listeners.http, cert.clone())?;
+            servers.spawn(async move {
+                axum::serve(tls, app)
+                    .with_graceful_shutdown(wait_for(sd))
+                    .await
+            });
+        }
+    }
 
     // systemd: ready once the store is open and every carrier has a bind (or after a while
     // without, so a carrier outage does not fail the start); then keep the watchdog fed while
@@ -356,6 +373,10 @@ pub async fn run_with_reload(
                         live.set(new.clone());
                         api_state.reload(new.clone());
                         sqlite.set_webhook_apps(webhook_apps(&new));
+                        // A renewed certificate is served to new connections.
+                        if let (Some(cert), Some((cfg, _, _))) = (&https_cert, &new.http.tls) {
+                            cert.set((**cfg).clone());
+                        }
                         // New endpoints and secrets: the webhook dispatcher restarts (what it
                         // had in flight is simply retried).
                         let _ = webhook_stop.send(true);

@@ -134,3 +134,55 @@ fn a_missing_ca_file_is_a_config_error_with_its_line() {
     assert_eq!(errs[0].line, Some(14));
     assert!(errs[0].message.contains("/nonexistent/ca.pem"), "{errs:?}");
 }
+
+/// One HTTP/1.1 request over TLS, trusting only the test CA; returns the raw response.
+async fn https_request(port: u16, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = smsgate::net::tls_client_config(
+        Some(std::path::Path::new(&format!("{SUPPORT}/test-ca.pem"))),
+        None,
+    )
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("handshake with the test CA");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn the_app_listener_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("t.db"), free_port(), "").replacen(
+        "[store]",
+        &format!(
+            "[http]\ntls_cert = \"{SUPPORT}/smsc.pem\"\ntls_key = \"{SUPPORT}/smsc.key\"\n\n[store]"
+        ),
+        1,
+    );
+    let d = Daemon::start(&text).await;
+    let body = json!({"from": CLINIC_LINE, "to": "+19175551234", "body": "over https"}).to_string();
+    let resp = https_request(
+        d.http.port(),
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {CLINIC_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    assert!(resp.contains("\"status\":\"queued\""), "{resp}");
+    // Plain HTTP on the same port gets nowhere.
+    let plain = reqwest::Client::new()
+        .get(d.url("/v1/openapi.json"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    d.stop().await;
+}

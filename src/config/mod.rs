@@ -90,6 +90,8 @@ pub struct Inbound {
 #[derive(Debug, Clone)]
 pub struct Http {
     pub listen: SocketAddr,
+    /// HTTPS: the server config built from `tls_cert`/`tls_key`, and their paths (for reload).
+    pub tls: Option<(Arc<rustls::ServerConfig>, PathBuf, PathBuf)>,
     pub max_body_bytes: usize,
     pub concurrency_limit: usize,
     pub request_timeout: Duration,

@@ -167,6 +167,9 @@ pub enum MoAlphabet {
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
     pub listen: Spanned<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM); re-read on reload.
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
     pub max_body_bytes: usize,
     pub concurrency_limit: usize,
     pub request_timeout: Dur,
@@ -176,6 +179,8 @@ impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: Spanned::new(0..0, "127.0.0.1:8080".into()),
+            tls_cert: None,
+            tls_key: None,
             max_body_bytes: 64 * 1024,
             concurrency_limit: 4096,
             request_timeout: Dur(Duration::from_secs(10)),

@@ -76,7 +76,25 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         list: Vec::new(),
     };
 
+    let tls = match (&raw.http.tls_cert, &raw.http.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let (c, k) = (PathBuf::from(cert.get_ref()), PathBuf::from(key.get_ref()));
+            match crate::net::tls_server_config(&c, &k) {
+                Ok(cfg) => Some((Arc::new(cfg), c, k)),
+                Err(problem) => {
+                    e.at(cert, format!("http tls: {problem}"));
+                    None
+                }
+            }
+        }
+        (Some(s), None) | (None, Some(s)) => {
+            e.at(s, "http.tls_cert and http.tls_key go together");
+            None
+        }
+    };
     let http = Http {
+        tls,
         listen: e.addr(&raw.http.listen, "http.listen"),
         max_body_bytes: raw.http.max_body_bytes,
         concurrency_limit: raw.http.concurrency_limit.max(1),
