@@ -214,6 +214,9 @@ fn check(
     body: &[u8],
 ) -> Value {
     let shown = String::from_utf8_lossy(body);
+    if std::env::var_os("FUZZ_DEBUG").is_some() {
+        eprintln!("{method} {spec_path} -> {status} {shown}");
+    }
     let json: Value = serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{method} {spec_path}: {status} with a non-JSON body ({e}): {shown}"));
     assert!(

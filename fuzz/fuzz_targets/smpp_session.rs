@@ -1,8 +1,8 @@
 //! A real session (`smpp::session::run`) against a fake carrier that speaks the fuzz input.
 //!
 //! The carrier answers the bind (unless the input asks it to send the bind phase too), then
-//! writes the input one PDU at a time (split by its own command_length, pausing between
-//! them so queued submits go out and the input's responses can match them), then closes its
+//! writes the input one PDU at a time (split by its own command_length, with a pause before
+//! each so queued submits go out and the input's responses can match them), then closes its
 //! side and reads what the session wrote until the session hangs up.
 //!
 //! Checked, whatever the carrier sends:
@@ -17,7 +17,7 @@
 //! Input: `flags`, `n`, then the carrier's byte stream.
 //! - `flags & 1`: shutdown is requested right away; `flags & 2`: the shutdown sender is dropped;
 //! - `flags & 4`: the bind is not answered: the stream is the bind phase too;
-//! - `(flags >> 3) & 7`: window - 1; `(flags >> 6) & 3`: pause between PDUs (1 ms, 100 ms,
+//! - `(flags >> 3) & 7`: window - 1; `(flags >> 6) & 3`: pause before each PDU (1 ms, 100 ms,
 //!   2 s, 6 s against a 5 s response timeout);
 //! - `n % 17`: submits queued before the session starts.
 #![no_main]
@@ -55,6 +55,12 @@ use tokio::{
 use tokio_util::codec::Decoder;
 
 const MAX_COMMAND_LENGTH: usize = 4096;
+
+/// `FUZZ_DEBUG=1` prints how each run went (to check what a corpus exercises).
+fn debug() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("FUZZ_DEBUG").is_some())
+}
 
 /// Answers every deliver_sm after a short while, with a status the PDU's first byte picks.
 struct Inbound(Arc<AtomicUsize>);
@@ -196,10 +202,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             for pdu in pdus {
+                tokio::time::sleep(pause).await;
                 if wr.write_all(&pdu).await.is_err() {
                     return;
                 }
-                tokio::time::sleep(pause).await;
             }
             // Half-close: the session reads EOF, the reader still drains what it writes.
             let _ = wr.shutdown().await;
@@ -232,6 +238,12 @@ fuzz_target!(|data: &[u8]| {
         drop(sd_tx);
 
         let bound = bound.load(Ordering::Relaxed);
+        if debug() {
+            eprintln!(
+                "bound={bound} window={window} queued={queued} delivered={} -> {result:?}",
+                delivered.load(Ordering::Relaxed)
+            );
+        }
         assert!(bound <= 1, "on_bound ran {bound} times");
         assert_eq!(result.is_ok(), bound == 1, "bound={bound} but {result:?}");
         if answer_bind {
@@ -241,6 +253,9 @@ fuzz_target!(|data: &[u8]| {
         // Every submit taken off the queue is reported once; the others are still queued.
         let mut reported = HashSet::new();
         while let Ok(c) = done_rx.try_recv() {
+            if debug() {
+                eprintln!("completion {}: {:?}", c.ctx.seq, c.result);
+            }
             assert!(reported.insert(c.ctx.seq), "submit {} reported twice", c.ctx.seq);
         }
         let mut still_queued = HashSet::new();
