@@ -166,76 +166,19 @@ async fn slot_loop(
         if *shutdown.borrow() {
             break;
         }
-        let connect = tokio::time::timeout(
-            cfg.response_timeout,
-            TcpStream::connect((cfg.host.as_str(), cfg.port)),
-        )
-        .await;
-        let stream = match connect {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::warn!(carrier, slot, error = %e, retry_in = ?backoff, "cannot connect to carrier");
+        let stream = match open(&cfg).await {
+            Ok(s) => s,
+            Err((label, error)) => {
+                tracing::warn!(carrier, slot, %error, retry_in = ?backoff, "cannot open a connection to the carrier");
                 metrics
                     .bind_attempts
-                    .with_label_values(&[carrier, "connect_error"])
+                    .with_label_values(&[carrier, label])
                     .inc();
                 if wait_or_shutdown(jitter(backoff), &mut shutdown).await {
                     break;
                 }
                 backoff = (backoff * 2).min(cfg.reconnect_max);
                 continue;
-            }
-            Err(_) => {
-                tracing::warn!(carrier, slot, retry_in = ?backoff, "connect to carrier timed out");
-                metrics
-                    .bind_attempts
-                    .with_label_values(&[carrier, "connect_error"])
-                    .inc();
-                if wait_or_shutdown(jitter(backoff), &mut shutdown).await {
-                    break;
-                }
-                backoff = (backoff * 2).min(cfg.reconnect_max);
-                continue;
-            }
-        };
-        // Small PDUs must not wait for Nagle; we batch writes ourselves.
-        let _ = stream.set_nodelay(true);
-        let stream: Box<dyn Io> = match &cfg.tls {
-            None => Box::new(stream),
-            Some((tls, name)) => {
-                let connector = tokio_rustls::TlsConnector::from(tls.clone());
-                match tokio::time::timeout(
-                    cfg.response_timeout,
-                    connector.connect(name.clone(), stream),
-                )
-                .await
-                {
-                    Ok(Ok(s)) => Box::new(s),
-                    Ok(Err(e)) => {
-                        tracing::warn!(carrier, slot, error = %e, retry_in = ?backoff, "TLS handshake with carrier failed");
-                        metrics
-                            .bind_attempts
-                            .with_label_values(&[carrier, "tls_error"])
-                            .inc();
-                        if wait_or_shutdown(jitter(backoff), &mut shutdown).await {
-                            break;
-                        }
-                        backoff = (backoff * 2).min(cfg.reconnect_max);
-                        continue;
-                    }
-                    Err(_) => {
-                        tracing::warn!(carrier, slot, retry_in = ?backoff, "TLS handshake with carrier timed out");
-                        metrics
-                            .bind_attempts
-                            .with_label_values(&[carrier, "tls_error"])
-                            .inc();
-                        if wait_or_shutdown(jitter(backoff), &mut shutdown).await {
-                            break;
-                        }
-                        backoff = (backoff * 2).min(cfg.reconnect_max);
-                        continue;
-                    }
-                }
             }
         };
         let mut was_bound = false;
@@ -305,6 +248,28 @@ async fn slot_loop(
             result: SubmitResult::NotSent,
             latency: None,
         });
+    }
+}
+
+/// Connects (and, for smpps, completes the TLS handshake) within the response timeout.
+/// Errors carry the `bind_attempts` result label and a description.
+async fn open(cfg: &config::Carrier) -> Result<Box<dyn Io>, (&'static str, String)> {
+    let connect = TcpStream::connect((cfg.host.as_str(), cfg.port));
+    let stream = match tokio::time::timeout(cfg.response_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(("connect_error", e.to_string())),
+        Err(_) => return Err(("connect_error", "connect timed out".into())),
+    };
+    // Small PDUs must not wait for Nagle; we batch writes ourselves.
+    let _ = stream.set_nodelay(true);
+    let Some((tls, name)) = &cfg.tls else {
+        return Ok(Box::new(stream));
+    };
+    let handshake = tokio_rustls::TlsConnector::from(tls.clone()).connect(name.clone(), stream);
+    match tokio::time::timeout(cfg.response_timeout, handshake).await {
+        Ok(Ok(s)) => Ok(Box::new(s)),
+        Ok(Err(e)) => Err(("tls_error", format!("TLS handshake failed: {e}"))),
+        Err(_) => Err(("tls_error", "TLS handshake timed out".into())),
     }
 }
 
