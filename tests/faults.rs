@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -20,14 +20,6 @@ use smsgate::sim::{SimConfig, Simulator};
 
 const WINDOW: usize = 64;
 const KILLS: usize = 5;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_five_times_loses_nothing_accepted() {
@@ -174,15 +166,8 @@ async fn kill_9_under_load_five_times_loses_nothing_accepted() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-            Command::new("kill")
-                .args(["-TERM", &p.0.id().to_string()])
-                .status()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while p.0.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "no clean exit");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let exit = p.terminate(Duration::from_secs(30)).await;
+            assert!(exit.success(), "{exit:?}");
         } else {
             p.0.kill().unwrap(); // SIGKILL mid-load
             p.0.wait().unwrap();

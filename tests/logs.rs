@@ -58,14 +58,7 @@ async fn scenario(extra_args: &[&str]) -> String {
         ))
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(child);
+    let mut child = Proc(child);
     let base = format!("http://127.0.0.1:{http}");
     let c = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -107,15 +100,7 @@ async fn scenario(extra_args: &[&str]) -> String {
         .await;
     assert!(sim.wait_for_submits(2, Duration::from_secs(10)).await);
     // Drain so everything is flushed to the log.
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    child.terminate(Duration::from_secs(30)).await;
     let out = std::fs::read_to_string(&log).unwrap();
     let err = std::fs::read_to_string(dir.path().join("err.log")).unwrap();
     assert!(err.trim().is_empty(), "nothing on stderr: {err}");

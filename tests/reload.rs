@@ -3,21 +3,13 @@
 mod common;
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use common::*;
 use serde_json::json;
 use smsgate::sim::{SimConfig, Simulator};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const NEW_KEY: &str = "test-key-clinic-0002";
 const TOKEN: &str = "reloadedtoken0123456789abcdefghijklmn";
@@ -133,14 +125,7 @@ async fn a_reload_applies_keys_triggers_and_replies_without_rebinding_and_refuse
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sim.stats().binds_ok, 1);
-    Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while p.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let exit = p.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "{exit:?}");
     sim.shutdown().await;
 }

@@ -6,22 +6,13 @@ mod common;
 use std::{
     collections::HashMap,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use common::*;
 use serde_json::json;
 use smsgate::sim::{SimConfig, Simulator};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn_daemon(config: &Path, dir: &Path) -> Proc {
     Proc(
@@ -123,19 +114,7 @@ async fn accepted_messages_survive_kill_9_and_are_sent_exactly_once_after_restar
     assert!(seen.values().all(|&n| n == 1), "duplicates: {seen:?}");
 
     // SIGTERM drains and exits 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &second.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(s) = second.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "smsgate did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = second.terminate(Duration::from_secs(30)).await;
     assert!(exit.success(), "{exit:?}");
     sim.shutdown().await;
 }

@@ -183,15 +183,8 @@ async fn an_inbound_text_acknowledged_before_a_kill_9_still_reaches_the_app() {
             .spawn()
             .unwrap()
     };
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     // The app's endpoint is down: the text is stored and acknowledged, its webhook waits.
-    let mut first = Kill(spawn());
+    let mut first = Proc(spawn());
     assert!(s.wait_for_receivers(1, Duration::from_secs(20)).await);
     s.inject_mo(MoMessage::text(PATIENT, CLINIC_LINE, "Running late, sorry"))
         .await
@@ -200,7 +193,7 @@ async fn an_inbound_text_acknowledged_before_a_kill_9_still_reaches_the_app() {
     first.0.wait().unwrap();
     // The endpoint comes up and the daemon restarts: the event is delivered.
     let seen = sink(TcpListener::bind(("127.0.0.1", hook_port)).await.unwrap()).await;
-    let _second = Kill(spawn());
+    let _second = Proc(spawn());
     let evs = events_until(&seen, |e| e.iter().any(|v| v["type"] == "message.received")).await;
     let got: Vec<&Value> = evs
         .iter()
