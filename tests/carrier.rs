@@ -338,3 +338,37 @@ async fn a_carrier_that_drops_mid_window_then_refuses_binds_for_a_while_still_ge
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_carrier_status_override_turns_a_temporary_error_into_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    // ESME_RSUBMITFAIL (0x45) is retried by default; this carrier means it as final.
+    let s = sim(SimConfig {
+        error_prefixes: vec![("1917555".into(), 0x45)],
+        ..Default::default()
+    })
+    .await;
+    let d = daemon(
+        &s,
+        &dir,
+        "status_overrides = { \"0x45\" = \"permanent\" }",
+        None,
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 1, "o").await;
+    let m = wait_status(
+        &c,
+        &d,
+        CLINIC_KEY,
+        &ids[0],
+        "failed",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(m["status"], "failed", "{m}");
+    assert_eq!(m["error"]["code"], "ESME_RSUBMITFAIL");
+    assert_eq!(s.submits().len(), 1, "not retried");
+    d.stop().await;
+    s.shutdown().await;
+}

@@ -163,6 +163,8 @@ pub struct Carrier {
     pub simulator_receipt_delay: Duration,
     pub mo_default_alphabet: MoAlphabet,
     pub not_textable_statuses: Vec<u32>,
+    /// Carrier-specific meanings of command statuses (over the built-in table).
+    pub status_overrides: HashMap<u32, crate::smpp::status::StatusClass>,
     pub failover_after: Duration,
     /// Encoding and concatenation this carrier supports.
     pub segment: crate::segment::Options,
@@ -171,6 +173,16 @@ pub struct Carrier {
     pub not_textable_receipt_errors: Vec<String>,
     /// From `[numbers]`: how long a mark from this carrier lasts.
     pub not_textable_ttl: Duration,
+}
+
+impl Carrier {
+    /// What a command status from this carrier means: its overrides, else the built-in table.
+    pub fn classify(&self, status: u32) -> crate::smpp::status::StatusClass {
+        self.status_overrides
+            .get(&status)
+            .copied()
+            .unwrap_or_else(|| crate::smpp::status::classify(status))
+    }
 }
 
 impl fmt::Debug for Carrier {

@@ -332,6 +332,10 @@ pub struct RawCarrier {
     /// Most submits per second the carrier contract allows (0: no limit).
     #[serde(default)]
     pub max_rate: f64,
+    /// What this carrier's statuses mean, overriding the built-in table: keys are
+    /// command_status values ("0x45" or "69"), values "throttled", "temporary" or "permanent".
+    #[serde(default)]
+    pub status_overrides: std::collections::BTreeMap<String, Spanned<StatusMeaning>>,
     /// `submit_sm_resp` statuses that mean "this number cannot take texts" on this carrier.
     #[serde(default)]
     pub not_textable_statuses: Vec<u32>,
@@ -389,6 +393,14 @@ impl<'de> Deserialize<'de> for Dur {
             .map(Dur)
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusMeaning {
+    Throttled,
+    Temporary,
+    Permanent,
 }
 
 fn default_max_parts() -> usize {

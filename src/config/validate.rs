@@ -282,6 +282,26 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             simulator_receipt_delay: c.simulator_receipt_delay.0,
             mo_default_alphabet: c.mo_default_alphabet,
             not_textable_statuses: c.not_textable_statuses.clone(),
+            status_overrides: c
+                .status_overrides
+                .iter()
+                .filter_map(|(k, v)| {
+                    let parsed = match k.strip_prefix("0x").or_else(|| k.strip_prefix("0X")) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                        None => k.parse::<u32>().ok(),
+                    };
+                    if parsed.is_none() {
+                        e.at(v, format!("status_overrides: {k:?} is not a command_status (\"0x45\" or \"69\")"));
+                    }
+                    use crate::smpp::status::StatusClass;
+                    let class = match v.get_ref() {
+                        super::raw::StatusMeaning::Throttled => StatusClass::Throttled,
+                        super::raw::StatusMeaning::Temporary => StatusClass::Temporary,
+                        super::raw::StatusMeaning::Permanent => StatusClass::Permanent,
+                    };
+                    parsed.map(|s| (s, class))
+                })
+                .collect(),
             max_rate: (c.max_rate > 0.0).then_some(c.max_rate),
             failover_after: c.failover_after.0,
             segment: crate::segment::Options {

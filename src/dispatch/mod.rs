@@ -435,7 +435,7 @@ pub async fn run_completions(
     let mut writes = JoinSet::new();
     while let Some(c) = rx.recv().await {
         if let SubmitResult::Response { status, .. } = &c.result {
-            match status::classify(*status) {
+            match cfg.classify(*status) {
                 StatusClass::Ok => {
                     tracker.accepted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -475,7 +475,7 @@ fn classify(
             .observe(l.as_secs_f64());
     }
     let (label, outcome) = match result {
-        SubmitResult::Response { status, message_id } => match status::classify(*status) {
+        SubmitResult::Response { status, message_id } => match cfg.classify(*status) {
             StatusClass::Ok => (
                 "ok",
                 PartOutcome::Accepted {
