@@ -308,7 +308,12 @@ where
                 encode_into(&Command::new(CommandStatus::from(status), seq_no, DeliverSmResp::default()), &mut wbuf);
             }
             req = requests.recv(), if can_send => {
-                let Some(req) = req else { break Ok(SessionEnd::Drained) };
+                let Some(req) = req else {
+                    // Nobody will send more: finish what is in flight, then unbind.
+                    draining = true;
+                    drain_deadline = Instant::now() + cfg.drain_timeout;
+                    continue;
+                };
                 let mut next = Some(req);
                 // Take every ready submit the window allows, then write them in one go.
                 while let Some(r) = next.take() {
