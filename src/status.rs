@@ -52,11 +52,13 @@ pub fn parse_metrics(text: &str) -> Vec<Sample> {
 }
 
 fn sum(samples: &[Sample], name: &str) -> f64 {
+    // An empty f64 sum is -0.0; adding 0.0 prints it as 0.
     samples
         .iter()
         .filter(|s| s.name == name)
         .map(|s| s.value)
-        .sum()
+        .sum::<f64>()
+        + 0.0
 }
 
 fn by_label(samples: &[Sample], name: &str, label: &str) -> BTreeMap<String, f64> {
@@ -184,6 +186,7 @@ smsgate_webhook_dead_letters_total{app="clinic",reason="gone"} 1
         assert!(out.contains("queue depth (queued + sending): 42"), "{out}");
         assert!(out.contains("webhook backlog:                7"), "{out}");
         assert!(out.contains("webhook dead letters:           1"), "{out}");
+        assert!(out.contains("rejected since start:           0\n"), "{out}");
     }
 
     #[test]

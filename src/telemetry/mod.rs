@@ -235,7 +235,12 @@ pub fn init_logging_as(default_filter: &str, format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = match format {
-        LogFormat::Text => fmt().with_env_filter(filter).with_target(false).try_init(),
+        // Colours only on a terminal: journald and log files get plain text.
+        LogFormat::Text => fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
         LogFormat::Json => fmt()
             .json()
             .with_env_filter(filter)
