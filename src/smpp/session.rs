@@ -263,6 +263,18 @@ where
                                     });
                                 }
                             }
+                            // SMPP 3.4 4.4.2: a submit_sm_resp with an error status may carry no
+                            // body at all (header only); it still answers its submit.
+                            None if c.id() == rusmpp::CommandId::SubmitSmResp => {
+                                if let Some(p) = pending.remove(&seq_no) {
+                                    observer.in_flight(-1);
+                                    let _ = completions.send(Completion {
+                                        ctx: p.ctx,
+                                        result: SubmitResult::Response { status, message_id: String::new() },
+                                        latency: Some(p.sent.elapsed()),
+                                    });
+                                }
+                            }
                             Some(Pdu::GenericNack) | None if c.id() == rusmpp::CommandId::GenericNack => {
                                 if let Some(p) = pending.remove(&seq_no) {
                                     observer.in_flight(-1);
