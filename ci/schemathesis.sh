@@ -196,7 +196,7 @@ values = ["$token"]
 "body.from" = { dictionary = "lines", probability = 0.6 }
 "body.to" = { dictionary = "numbers", probability = 0.5 }
 
-# Every check runs (the default; `--checks all` on the command line would also override the
+# Every check runs (the default; "--checks all" on the command line would also override the
 # per-operation settings below).
 
 # A request the schema allows can still be refused for what JSON Schema cannot say: a

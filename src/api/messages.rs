@@ -65,7 +65,7 @@ pub struct SubmitBody {
     /// Where this message's `message.status` events go instead of the app's webhook URL
     /// (http or https; signed with the app's webhook secrets, which the app must have).
     #[serde(default)]
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub status_url: Option<String>,
 }
 
