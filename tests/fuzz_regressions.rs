@@ -31,13 +31,13 @@ impl InboundHandler for NoInbound {
 struct Quiet;
 impl SessionObserver for Quiet {}
 
-/// fuzz target `smpp_session`: SMPP 3.4 (4.4.2) says a `submit_sm_resp` carries no body when
-/// its command_status is not 0, and carriers send exactly that (16 bytes, header only) to
-/// refuse or throttle a submit. rusmpp reads such a frame as a `Command` with `pdu: None`, and
-/// the session only matches `Some(Pdu::SubmitSmResp(_))` (or a generic_nack), so the answer is
-/// dropped as a stray response: the submit is reported `Timeout` after `response_timeout` (or
-/// `ConnectionLost`) instead of `Response { status: 0x58 }`, so a throttle or a permanent
-/// refusal is retried as if the carrier had never answered.
+/// Fuzz target `smpp_session` (input `00 01` + this 16-byte PDU): SMPP 3.4 (4.4.2) says a
+/// `submit_sm_resp` carries no body when its command_status is not 0, and carriers send
+/// exactly that (header only) to refuse or throttle a submit. rusmpp reads such a frame as a
+/// `Command` with `pdu: None`; a session that only matches `Some(Pdu::SubmitSmResp(_))` drops
+/// it as a stray response, and the submit is reported `Timeout` (or `ConnectionLost`) instead
+/// of `Response { status: 0x58 }`: a throttle or a permanent refusal is retried as if the
+/// carrier had never answered.
 #[tokio::test]
 async fn a_bodyless_submit_sm_resp_reports_its_status() {
     let (ours, theirs) = tokio::io::duplex(1 << 16);

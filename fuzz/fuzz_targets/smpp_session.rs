@@ -61,12 +61,6 @@ use tokio_util::codec::Decoder;
 const MAX_COMMAND_LENGTH: usize = 4096;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A body-less `submit_sm_resp` (what SMPP 3.4 says a carrier sends with a non-zero status)
-/// is read as a command without a PDU and the session ignores it: the submit times out instead
-/// of getting its status. `tests/fuzz_regressions.rs` has the reproducer; set this to `false`
-/// once the session handles it, so the fuzzer checks it again.
-const KNOWN_BODYLESS_SUBMIT_SM_RESP_BUG: bool = true;
-
 /// `FUZZ_DEBUG=1` prints how each run went (to check what a corpus exercises).
 fn debug() -> bool {
     static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -131,8 +125,8 @@ fn answers(model: &Mutex<Outstanding>, pdu: &[u8]) -> Option<(u32, SubmitResult)
     };
     let message_id = match (c.id(), c.pdu()) {
         (CommandId::SubmitSmResp, Some(Pdu::SubmitSmResp(r))) => r.message_id().as_str().to_owned(),
-        // SMPP 3.4 4.4.2: no body when command_status is not 0.
-        (CommandId::SubmitSmResp, None) if KNOWN_BODYLESS_SUBMIT_SM_RESP_BUG => return None,
+        // SMPP 3.4 4.4.2: no body when command_status is not 0 (rusmpp: `pdu: None`); a
+        // generic_nack, with or without a body.
         (CommandId::SubmitSmResp | CommandId::GenericNack, _) => String::new(),
         _ => return None,
     };
