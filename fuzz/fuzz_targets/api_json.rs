@@ -138,7 +138,9 @@ fn documented() -> Documented {
                 .entry((method.to_ascii_uppercase(), path.clone()))
                 .or_default();
             for (status, r) in responses {
-                let codes = by_status.entry(status.parse().expect("numeric status")).or_default();
+                let codes = by_status
+                    .entry(status.parse().expect("numeric status"))
+                    .or_default();
                 let schema = &r["content"]["application/json"]["schema"];
                 if let Some(all) = schema["allOf"].as_array() {
                     for part in all {
@@ -177,7 +179,13 @@ fn world() -> &'static World {
             let webhook_wake = store.event_notify();
             let store: Arc<dyn Store> = Arc::new(store);
             let wake = HashMap::from([("sim".to_owned(), Arc::new(Notify::new()))]);
-            router(ApiState::new(Arc::new(cfg), store, metrics, wake, webhook_wake))
+            router(ApiState::new(
+                Arc::new(cfg),
+                store,
+                metrics,
+                wake,
+                webhook_wake,
+            ))
         });
         World {
             rt,
@@ -188,7 +196,12 @@ fn world() -> &'static World {
 }
 
 async fn call(w: &World, req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
-    let resp = w.app.clone().oneshot(req).await.expect("the router is infallible");
+    let resp = w
+        .app
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("the router is infallible");
     let status = resp.status();
     let ctype = resp
         .headers()
@@ -217,8 +230,9 @@ fn check(
     if std::env::var_os("FUZZ_DEBUG").is_some() {
         eprintln!("{method} {spec_path} -> {status} {shown}");
     }
-    let json: Value = serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("{method} {spec_path}: {status} with a non-JSON body ({e}): {shown}"));
+    let json: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+        panic!("{method} {spec_path}: {status} with a non-JSON body ({e}): {shown}")
+    });
     assert!(
         ctype.is_some_and(|c| c.starts_with("application/json")),
         "{method} {spec_path}: {status} with Content-Type {ctype:?}"
@@ -255,11 +269,24 @@ fuzz_target!(|data: &[u8]| {
     };
     let sel = *sel;
     let w = world();
-    let key = if sel & 0x08 == 0 { CLINIC_KEY } else { DENTAL_KEY };
+    let key = if sel & 0x08 == 0 {
+        CLINIC_KEY
+    } else {
+        DENTAL_KEY
+    };
     let number = if sel & 0x10 == 0 { "+19175551234" } else { "x" };
-    let line = if sel & 0x20 == 0 { CLINIC_LINE } else { DENTAL_LINE };
+    let line = if sel & 0x20 == 0 {
+        CLINIC_LINE
+    } else {
+        DENTAL_LINE
+    };
     let (method, uri, spec_path, default_ctype) = match sel & 7 {
-        0 => (Method::POST, "/v1/messages".to_owned(), "/v1/messages", "application/json"),
+        0 => (
+            Method::POST,
+            "/v1/messages".to_owned(),
+            "/v1/messages",
+            "application/json",
+        ),
         1 => (
             Method::POST,
             "/v1/messages:estimate".to_owned(),
@@ -313,7 +340,14 @@ fuzz_target!(|data: &[u8]| {
                 .body(Body::empty())
                 .unwrap();
             let (status, ctype, out) = call(w, get).await;
-            let found = check(w, &Method::GET, "/v1/messages/{id}", status, ctype.as_deref(), &out);
+            let found = check(
+                w,
+                &Method::GET,
+                "/v1/messages/{id}",
+                status,
+                ctype.as_deref(),
+                &out,
+            );
             assert_eq!(status, StatusCode::OK, "{found}");
             assert_eq!(found["id"], id);
         }

@@ -13,12 +13,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use rusmpp::{
-    Pdu,
-    pdus::DeliverSm,
-    types::OctetString,
-    values::EsmClass,
-};
+use rusmpp::{Pdu, pdus::DeliverSm, types::OctetString, values::EsmClass};
 use smsgate::{
     config::IdFormat,
     dlr::{IdSource, ParsedReceipt, is_receipt, normalise_id, parse_receipt, parse_text},
@@ -39,7 +34,11 @@ fn check_text(raw: &[u8]) {
         assert!(!t.id.contains(' '), "id {:?} runs past a space", t.id);
         assert_eq!(t.id.trim(), t.id, "id {:?} is not trimmed", t.id);
         assert!(!t.stat.bytes().any(|b| b.is_ascii_lowercase()));
-        assert!(t.err.as_ref().is_none_or(|e| !e.is_empty() && !e.contains(' ')));
+        assert!(
+            t.err
+                .as_ref()
+                .is_none_or(|e| !e.is_empty() && !e.contains(' '))
+        );
         // Keys are case-insensitive: upper-casing the ASCII of the text finds the same id.
         let upper = parse_text(&raw.to_ascii_uppercase()).expect("the same keys, upper case");
         assert_eq!(upper.id.to_ascii_lowercase(), t.id.to_ascii_lowercase());
@@ -68,7 +67,11 @@ fn check_ids(raw: &str) {
 /// and either case of hex digits) correlates.
 fn check_radix(v: u128, zeros: usize, upper: bool) {
     let pad = "0".repeat(zeros % 8);
-    let hex = if upper { format!("{pad}{v:X}") } else { format!("{pad}{v:x}") };
+    let hex = if upper {
+        format!("{pad}{v:X}")
+    } else {
+        format!("{pad}{v:x}")
+    };
     let dec = format!("{pad}{v}");
     use IdFormat::*;
     use IdSource::*;
@@ -80,7 +83,10 @@ fn check_radix(v: u128, zeros: usize, upper: bool) {
         normalise_id(&dec, DecimalResponseHexReceipt, SubmitResponse),
         normalise_id(&hex, DecimalResponseHexReceipt, Receipt),
     );
-    assert_eq!(normalise_id(&hex, AsIs, SubmitResponse), normalise_id(&hex.to_ascii_uppercase(), AsIs, Receipt));
+    assert_eq!(
+        normalise_id(&hex, AsIs, SubmitResponse),
+        normalise_id(&hex.to_ascii_uppercase(), AsIs, Receipt)
+    );
 }
 
 fn check_receipt(pdu: &DeliverSm) -> Option<ParsedReceipt> {
@@ -104,7 +110,11 @@ fuzz_target!(|data: &[u8]| {
     let mut v = [0u8; 16];
     let n = rest.len().min(16);
     v[..n].copy_from_slice(&rest[..n]);
-    check_radix(u128::from_le_bytes(v) >> (sel & 0x7f), usize::from(sel >> 4), sel & 1 != 0);
+    check_radix(
+        u128::from_le_bytes(v) >> (sel & 0x7f),
+        usize::from(sel >> 4),
+        sel & 1 != 0,
+    );
 
     // The text inside a receipt deliver_sm, with no TLVs: the result is the text's.
     if rest.len() <= 255 {
@@ -114,7 +124,10 @@ fuzz_target!(|data: &[u8]| {
             .build();
         let text = parse_text(rest);
         let receipt = check_receipt(&pdu);
-        assert_eq!(receipt.as_ref().map(|r| &r.id), text.as_ref().map(|t| &t.id));
+        assert_eq!(
+            receipt.as_ref().map(|r| &r.id),
+            text.as_ref().map(|t| &t.id)
+        );
     }
 
     // The bytes as a whole deliver_sm body (TLVs included) from the carrier.

@@ -17,7 +17,10 @@ const MAX: usize = 4096;
 #[derive(Debug, PartialEq)]
 enum Seen {
     Command(rusmpp::Command),
-    Malformed { command_id: u32, sequence_number: u32 },
+    Malformed {
+        command_id: u32,
+        sequence_number: u32,
+    },
     BadLength(usize),
     /// `decode_eof` with a partial frame left over.
     Leftover,
@@ -55,7 +58,10 @@ fn run(stream: &[u8], mut cut: impl FnMut() -> usize) -> Vec<Seen> {
                 }
                 Err(FrameError::BadLength { length, max }) => {
                     assert_eq!(max, MAX);
-                    assert!(!(16..=MAX).contains(&length), "refused a valid length {length}");
+                    assert!(
+                        !(16..=MAX).contains(&length),
+                        "refused a valid length {length}"
+                    );
                     seen.push(Seen::BadLength(length));
                     return seen;
                 }
@@ -121,7 +127,11 @@ fuzz_target!(|data: &[u8]| {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        if x % 8 == 0 { 1 + (x >> 3) as usize % 4096 } else { 1 + (x >> 3) as usize % 64 }
+        if x % 8 == 0 {
+            1 + (x >> 3) as usize % 4096
+        } else {
+            1 + (x >> 3) as usize % 64
+        }
     });
     let whole = run(stream, || usize::MAX);
     assert_eq!(chunked, whole, "frames depend on how reads were split");

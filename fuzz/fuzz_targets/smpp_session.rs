@@ -119,7 +119,8 @@ struct Outstanding {
 /// If `pdu` is a response the session can read (not malformed) to a submit still unanswered
 /// and in time (well inside the response timeout), the result the session must report.
 fn answers(model: &Mutex<Outstanding>, pdu: &[u8]) -> Option<(u32, SubmitResult)> {
-    let Ok(Some(Frame::Command(c))) = SmppCodec::new(MAX_COMMAND_LENGTH).decode(&mut BytesMut::from(pdu))
+    let Ok(Some(Frame::Command(c))) =
+        SmppCodec::new(MAX_COMMAND_LENGTH).decode(&mut BytesMut::from(pdu))
     else {
         return None;
     };
@@ -130,7 +131,11 @@ fn answers(model: &Mutex<Outstanding>, pdu: &[u8]) -> Option<(u32, SubmitResult)
         (CommandId::SubmitSmResp | CommandId::GenericNack, _) => String::new(),
         _ => return None,
     };
-    let (k, at) = model.lock().unwrap().unanswered.remove(&c.sequence_number())?;
+    let (k, at) = model
+        .lock()
+        .unwrap()
+        .unanswered
+        .remove(&c.sequence_number())?;
     (at.elapsed() < RESPONSE_TIMEOUT - Duration::from_millis(100)).then(|| {
         (
             k,
@@ -245,7 +250,8 @@ fuzz_target!(|data: &[u8]| {
                         let mut o = seen.lock().unwrap();
                         let k = o.submits;
                         o.submits += 1;
-                        o.unanswered.insert(c.sequence_number(), (k, Instant::now()));
+                        o.unanswered
+                            .insert(c.sequence_number(), (k, Instant::now()));
                     }
                 }
             }
@@ -328,19 +334,30 @@ fuzz_target!(|data: &[u8]| {
                 eprintln!("completion {}: {:?}", c.ctx.seq, c.result);
             }
             results.insert(c.ctx.seq, c.result.clone());
-            assert!(reported.insert(c.ctx.seq), "submit {} reported twice", c.ctx.seq);
+            assert!(
+                reported.insert(c.ctx.seq),
+                "submit {} reported twice",
+                c.ctx.seq
+            );
         }
         let mut still_queued = HashSet::new();
         while let Ok(r) = req_rx.try_recv() {
             assert!(still_queued.insert(r.ctx.seq));
         }
-        assert!(reported.is_disjoint(&still_queued), "{reported:?} vs {still_queued:?}");
+        assert!(
+            reported.is_disjoint(&still_queued),
+            "{reported:?} vs {still_queued:?}"
+        );
         assert_eq!(
             reported.len() + still_queued.len(),
             queued,
             "submits lost: reported {reported:?}, queued {still_queued:?}"
         );
-        assert_eq!(gauge.in_flight.load(Ordering::Relaxed), 0, "in_flight not back to 0");
+        assert_eq!(
+            gauge.in_flight.load(Ordering::Relaxed),
+            0,
+            "in_flight not back to 0"
+        );
         if bound == 0 {
             assert!(reported.is_empty(), "submits sent without a bind");
         }
@@ -377,7 +394,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(buf.is_empty(), "the session wrote a partial PDU");
-        assert!(matches!(result, Ok(SessionEnd::Drained | SessionEnd::Failed(_)) | Err(_)));
+        assert!(matches!(
+            result,
+            Ok(SessionEnd::Drained | SessionEnd::Failed(_)) | Err(_)
+        ));
         assert_eq!(submits, reported.len(), "submits on the wire vs reported");
     });
 });
