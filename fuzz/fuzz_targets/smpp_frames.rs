@@ -16,7 +16,7 @@ const MAX: usize = 4096;
 /// What one decode call gave, in a form two runs can be compared by.
 #[derive(Debug, PartialEq)]
 enum Seen {
-    Command(rusmpp::Command),
+    Command(Box<rusmpp::Command>),
     Malformed {
         command_id: u32,
         sequence_number: u32,
@@ -112,7 +112,7 @@ fn check_frame(frame: Frame) -> Seen {
             };
             assert_eq!(header, (u32::from(c.id()), c.sequence_number()));
             assert!(out.is_empty(), "re-encoding wrote trailing bytes");
-            Seen::Command(c)
+            Seen::Command(Box::new(c))
         }
     }
 }

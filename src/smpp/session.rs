@@ -185,7 +185,17 @@ where
     let resp = tokio::time::timeout(bind_deadline, async {
         loop {
             match frames.next().await {
-                Some(Ok(Frame::Command(c))) if c.sequence_number() == bind_seq => return Ok(c),
+                // Only the bind's own answer counts: a carrier PDU that happens to reuse the
+                // sequence number (its own enquire_link, a stray response) is not a bind.
+                Some(Ok(Frame::Command(c)))
+                    if c.sequence_number() == bind_seq
+                        && matches!(
+                            c.id(),
+                            rusmpp::CommandId::BindTransceiverResp | rusmpp::CommandId::GenericNack
+                        ) =>
+                {
+                    return Ok(c);
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(SessionError::from(e)),
                 None => return Err(SessionError::Closed),
@@ -593,5 +603,52 @@ mod tests {
         );
         let lost = done_rx.recv().await.unwrap();
         assert_eq!(lost.result, SubmitResult::ConnectionLost);
+    }
+
+    #[tokio::test]
+    async fn only_the_bind_response_answers_the_bind() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (_req_tx, mut req_rx) = mpsc::channel(4);
+        let (done_tx, _done_rx) = mpsc::unbounded_channel();
+        let (_sd_tx, sd_rx) = watch::channel(false);
+        let session = tokio::spawn(async move {
+            run(
+                ours,
+                &cfg(4),
+                Links {
+                    requests: &mut req_rx,
+                    completions: &done_tx,
+                    inbound: Arc::new(NoInbound),
+                    observer: Arc::new(Quiet),
+                },
+                sd_rx,
+                || {},
+            )
+            .await
+        });
+        let mut smsc = Framed::new(theirs, SmppCodec::new(4096));
+        let Some(Ok(Frame::Command(bind))) = smsc.next().await else {
+            panic!("expected a bind")
+        };
+        // The carrier's own enquire_link reuses the bind's sequence number: not an answer.
+        smsc.send(&Command::new(
+            CommandStatus::EsmeRok,
+            bind.sequence_number(),
+            Pdu::EnquireLink,
+        ))
+        .await
+        .unwrap();
+        smsc.send(&Command::new(
+            CommandStatus::EsmeRbindfail,
+            bind.sequence_number(),
+            BindTransceiverResp::default(),
+        ))
+        .await
+        .unwrap();
+        let end = session.await.unwrap();
+        assert!(
+            matches!(end, Err(SessionError::BindRefused { status: 0x0D })),
+            "{end:?}"
+        );
     }
 }
