@@ -435,6 +435,36 @@ mod tests {
         }
     }
 
+    type Spawned = (
+        mpsc::Sender<SubmitRequest>,
+        mpsc::UnboundedReceiver<Completion>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<SessionEnd, SessionError>>,
+    );
+
+    /// A session over `io` with the given window; its queue, completions, shutdown and task.
+    fn spawn_session(io: tokio::io::DuplexStream, window: usize) -> Spawned {
+        let (req_tx, mut req_rx) = mpsc::channel(100);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (sd_tx, sd_rx) = watch::channel(false);
+        let session = tokio::spawn(async move {
+            run(
+                io,
+                &cfg(window),
+                Links {
+                    requests: &mut req_rx,
+                    completions: &done_tx,
+                    inbound: Arc::new(NoInbound),
+                    observer: Arc::new(Quiet),
+                },
+                sd_rx,
+                || {},
+            )
+            .await
+        });
+        (req_tx, done_rx, sd_tx, session)
+    }
+
     fn request(n: u32) -> SubmitRequest {
         SubmitRequest {
             pdu: SubmitSm::default(),
@@ -464,27 +494,10 @@ mod tests {
     #[tokio::test]
     async fn the_window_caps_submits_in_flight_and_responses_free_it() {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let (req_tx, mut req_rx) = mpsc::channel(100);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let (_sd_tx, sd_rx) = watch::channel(false);
+        let (req_tx, mut done_rx, _sd_tx, session) = spawn_session(ours, 4);
         for i in 0..10 {
             req_tx.send(request(i)).await.unwrap();
         }
-        let session = tokio::spawn(async move {
-            run(
-                ours,
-                &cfg(4),
-                Links {
-                    requests: &mut req_rx,
-                    completions: &done_tx,
-                    inbound: Arc::new(NoInbound),
-                    observer: Arc::new(Quiet),
-                },
-                sd_rx,
-                || {},
-            )
-            .await
-        });
         let mut smsc = carrier(theirs).await;
         let mut seen = Vec::new();
         // Exactly the window arrives before we answer anything.
@@ -533,24 +546,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_pdus_from_the_carrier_are_nacked_and_the_session_keeps_working() {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let (req_tx, mut req_rx) = mpsc::channel(100);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let (_sd_tx, sd_rx) = watch::channel(false);
-        let session = tokio::spawn(async move {
-            run(
-                ours,
-                &cfg(8),
-                Links {
-                    requests: &mut req_rx,
-                    completions: &done_tx,
-                    inbound: Arc::new(NoInbound),
-                    observer: Arc::new(Quiet),
-                },
-                sd_rx,
-                || {},
-            )
-            .await
-        });
+        let (req_tx, mut done_rx, _sd_tx, session) = spawn_session(ours, 8);
         let smsc = carrier(theirs).await;
         let (mut raw, codec) = (smsc.into_inner(), SmppCodec::new(4096));
         // A deliver_sm whose body is garbage.
@@ -608,24 +604,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_bind_response_answers_the_bind() {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
-        let (_req_tx, mut req_rx) = mpsc::channel(4);
-        let (done_tx, _done_rx) = mpsc::unbounded_channel();
-        let (_sd_tx, sd_rx) = watch::channel(false);
-        let session = tokio::spawn(async move {
-            run(
-                ours,
-                &cfg(4),
-                Links {
-                    requests: &mut req_rx,
-                    completions: &done_tx,
-                    inbound: Arc::new(NoInbound),
-                    observer: Arc::new(Quiet),
-                },
-                sd_rx,
-                || {},
-            )
-            .await
-        });
+        let (_req_tx, _done_rx, _sd_tx, session) = spawn_session(ours, 4);
         let mut smsc = Framed::new(theirs, SmppCodec::new(4096));
         let Some(Ok(Frame::Command(bind))) = smsc.next().await else {
             panic!("expected a bind")
