@@ -176,7 +176,7 @@ pub async fn run_with_reload(
         completion_tasks.spawn(dispatch::run_completions(
             crx,
             store.clone(),
-            c.clone(),
+            handle.watch_settings(),
             tracker.clone(),
             metrics.clone(),
         ));
@@ -371,6 +371,14 @@ pub async fn run_with_reload(
                         let new = Arc::new(new);
                         let needs_restart = restart_only_changes(&live.get(), &new);
                         live.set(new.clone());
+                        // Carriers whose connection settings changed re-bind, one bind at a time.
+                        for h in &handles {
+                            if let Some(c) = new.carriers.iter().find(|c| *c.id == *h.id)
+                                && h.reconfigure(c.clone())
+                            {
+                                tracing::info!(carrier = %h.id, "carrier connection settings changed; re-binding");
+                            }
+                        }
                         api_state.reload(new.clone());
                         sqlite.set_webhook_apps(webhook_apps(&new));
                         // A renewed certificate is served to new connections.
@@ -472,7 +480,8 @@ impl Webhooks {
     }
 }
 
-/// Settings a reload cannot apply to a running daemon (listeners, store, carrier connections).
+/// Settings a reload cannot apply to a running daemon (listeners, store, the set of carriers
+/// and how many binds each holds). Carrier connection settings are applied by re-binding.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     if old.http.listen != new.http.listen || old.admin.listen != new.admin.listen {
@@ -481,23 +490,21 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.store.path != new.store.path {
         out.push("store.path".to_owned());
     }
-    let key = |c: &crate::config::Carrier| {
+    let shape = |c: &crate::config::Carrier| {
         format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{:?}|{}|{}|{:?}",
             c.id,
-            c.host,
-            c.port,
-            c.system_id,
-            c.password,
             c.binds,
-            c.window,
-            c.tls.is_some()
+            c.bind_type,
+            c.simulator,
+            if c.simulator { c.port } else { 0 },
+            c.simulator_receipt_delay,
         )
     };
-    let old_c: Vec<String> = old.carriers.iter().map(|c| key(c)).collect();
-    let new_c: Vec<String> = new.carriers.iter().map(|c| key(c)).collect();
+    let old_c: Vec<String> = old.carriers.iter().map(|c| shape(c)).collect();
+    let new_c: Vec<String> = new.carriers.iter().map(|c| shape(c)).collect();
     if old_c != new_c {
-        out.push("carriers".to_owned());
+        out.push("carriers (added, removed, binds, bind_type or simulator)".to_owned());
     }
     out
 }

@@ -59,6 +59,7 @@ async fn run(n: usize, window: usize, receipts: bool) -> f64 {
         enquire_link: Duration::from_secs(30),
         max_command_length: 4096,
         drain_timeout: Duration::from_secs(5),
+        bind: Default::default(),
     };
     let (req_tx, mut req_rx) = mpsc::channel(window * 2);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();

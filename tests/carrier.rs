@@ -372,3 +372,66 @@ async fn a_carrier_status_override_turns_a_temporary_error_into_a_failure() {
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn transmitter_receiver_pairs_send_on_transmitters_and_take_receipts_and_mo_on_receivers() {
+    use smsgate::sim::{BindKind, MoMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(SimConfig::default()).await;
+    let d = daemon(
+        &s,
+        &dir,
+        "bind_type = \"transmitter_receiver\"\nbinds = 2\naddress_range = \"12125551000\"",
+        None,
+    )
+    .await;
+    assert!(s.wait_for_receivers(2, Duration::from_secs(10)).await);
+    let kinds = |k: BindKind| s.binds().iter().filter(|b| b.kind == k).count();
+    assert_eq!(kinds(BindKind::Transmitter), 2, "{:?}", s.binds());
+    assert_eq!(kinds(BindKind::Receiver), 2, "{:?}", s.binds());
+    assert_eq!(kinds(BindKind::Transceiver), 0);
+    assert!(
+        s.binds()
+            .iter()
+            .all(|b| b.interface_version == 0x34 && b.address_range == "12125551000")
+    );
+    let c = reqwest::Client::new();
+    // The simulator refuses submits on a receiver and sends receipts only to receivers: every
+    // text delivered means submits went out on transmitters and receipts came back on receivers.
+    let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 20, "pair").await;
+    wait_all(&c, &d, CLINIC_KEY, &ids, "delivered").await;
+    assert_eq!(s.stats().submits_error, 0);
+    assert_eq!(s.stats().submits_ok, 20);
+    s.inject_mo(MoMessage::text("+19175559876", CLINIC_LINE, "Running late"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.stats().mo_acked < 1 {
+        assert!(Instant::now() < deadline, "MO never acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = d.metrics().await;
+    assert!(m.contains("smsgate_binds_up{carrier=\"sim\"} 4"), "{m}");
+    d.stop().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn smpp_5_0_is_announced_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(SimConfig::default()).await;
+    let d = daemon(&s, &dir, "interface_version = \"5.0\"", None).await;
+    let c = reqwest::Client::new();
+    let ids = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 3, "v5").await;
+    wait_all(&c, &d, CLINIC_KEY, &ids, "delivered").await;
+    let binds = s.binds();
+    assert!(!binds.is_empty());
+    assert!(
+        binds.iter().all(|b| b.interface_version == 0x50
+            && b.kind == smsgate::sim::BindKind::Transceiver
+            && b.address_range.is_empty()),
+        "{binds:?}"
+    );
+    d.stop().await;
+    s.shutdown().await;
+}

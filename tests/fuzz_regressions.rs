@@ -64,6 +64,7 @@ async fn a_bodyless_submit_sm_resp_reports_its_status() {
         enquire_link: Duration::from_secs(30),
         max_command_length: 4096,
         drain_timeout: Duration::from_secs(1),
+        bind: Default::default(),
     };
     let session = tokio::spawn(async move {
         run(

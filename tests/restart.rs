@@ -125,9 +125,16 @@ fn check_config_prints_every_error_with_its_line_and_exits_2() {
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
-        config_text(Path::new("x.db"), 2775, "")
-            .replace("app = \"dental\"", "app = \"nobody\"")
-            .replace("password = \"secret\"", "password = \"far-too-long\""),
+        config_text(
+            Path::new("x.db"),
+            2775,
+            &format!(
+                "interface_version = \"4.0\"\naddress_range = \"{}\"",
+                "9".repeat(41)
+            ),
+        )
+        .replace("app = \"dental\"", "app = \"nobody\"")
+        .replace("password = \"secret\"", "password = \"far-too-long\""),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_smsgate"))
@@ -141,8 +148,18 @@ fn check_config_prints_every_error_with_its_line_and_exits_2() {
     assert!(err.contains(&format!("{shown}:18: password")), "{err}");
     assert!(
         err.contains(&format!(
-            "{shown}:33: line refers to unknown app \"nobody\""
+            "{shown}:34: line refers to unknown app \"nobody\""
         )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{shown}:22: interface_version \"4.0\" must be \"3.4\" or \"5.0\""
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{shown}:23: address_range must be at most 40")),
         "{err}"
     );
 

@@ -105,6 +105,7 @@ fn config(window: usize) -> SessionConfig {
         enquire_link: Duration::from_secs(30),
         max_command_length: MAX_COMMAND_LENGTH,
         drain_timeout: Duration::from_secs(1),
+        bind: Default::default(),
     }
 }
 

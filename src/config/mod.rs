@@ -149,6 +149,12 @@ pub struct Carrier {
     pub password: String,
     pub system_type: String,
     pub bind_type: BindType,
+    /// `interface_version` of the bind PDUs (0x34 for 3.4, 0x50 for 5.0).
+    pub interface_version: u8,
+    pub address_range: String,
+    /// Everything a session is opened with (address, TLS files, credentials, bind options,
+    /// window and timers): when it changes on reload, the carrier's binds are renewed.
+    pub connection: String,
     pub binds: usize,
     pub window: usize,
     pub enquire_link: Duration,

@@ -239,7 +239,10 @@ pub struct RawApp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BindType {
+    /// Each bind sends and receives (receipts, MO) on one connection.
     Transceiver,
+    /// Each bind is a pair: a transmitter for submits and a receiver for receipts and MO.
+    TransmitterReceiver,
 }
 
 /// How a carrier writes message ids, so receipts and `submit_sm_resp` ids can be compared.
@@ -291,6 +294,13 @@ pub struct RawCarrier {
     pub system_type: String,
     #[serde(default = "default_bind_type")]
     pub bind_type: BindType,
+    /// SMPP interface version announced in the bind: "3.4" (default) or "5.0".
+    #[serde(default)]
+    pub interface_version: Option<Spanned<String>>,
+    /// The bind's address_range: which MO destinations the carrier routes to this bind
+    /// (often empty; some carriers want a regular expression or a prefix).
+    #[serde(default)]
+    pub address_range: Option<Spanned<String>>,
     #[serde(default = "one")]
     pub binds: Spanned<usize>,
     #[serde(default = "default_window")]

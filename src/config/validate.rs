@@ -7,11 +7,12 @@ use std::{
     sync::Arc,
 };
 
+use sha2::Digest as _;
 use toml::Spanned;
 
 use super::{
     Admin, App, Carrier, Config, ConfigError, Http, Line, Store, line_of,
-    raw::{RawConfig, RawStore},
+    raw::{BindType, RawConfig, RawStore},
 };
 use crate::domain::PhoneNumber;
 
@@ -261,6 +262,64 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         if c.max_command_length < 512 {
             e.at(&c.id, "max_command_length must be at least 512");
         }
+        let interface_version = match c.interface_version.as_ref().map(|v| v.get_ref().as_str()) {
+            None | Some("3.4") => 0x34,
+            Some("5.0") => 0x50,
+            Some(other) => {
+                if let Some(v) = &c.interface_version {
+                    e.at(
+                        v,
+                        format!("interface_version {other:?} must be \"3.4\" or \"5.0\""),
+                    );
+                }
+                0x34
+            }
+        };
+        let address_range = c
+            .address_range
+            .as_ref()
+            .map(|a| a.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(a) = &c.address_range
+            && a.get_ref().len() > 40
+        {
+            e.at(a, "address_range must be at most 40 characters (SMPP 3.4)");
+        }
+        // Certificates are part of the connection: a renewed file re-binds too.
+        let file_digest = |path: &Option<String>| {
+            path.as_deref().map_or(String::new(), |p| {
+                std::fs::read(p).map_or_else(
+                    |_| format!("{p}:unreadable"),
+                    |b| format!("{p}:{:x}", sha2::Sha256::digest(&b)),
+                )
+            })
+        };
+        let connection = format!(
+            "{}:{}|tls={}|{}|{}|{}|{}|{}|{}|{:?}|{}|{:?}|{}|{}|{:?}|{:?}|{}",
+            c.host,
+            c.port,
+            c.tls,
+            file_digest(&c.tls_ca_file),
+            c.tls_server_name.as_deref().unwrap_or(""),
+            file_digest(&c.tls_client_cert),
+            file_digest(&c.tls_client_key),
+            c.system_id.get_ref(),
+            sha2::Sha256::digest(password.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            c.system_type,
+            interface_version,
+            address_range,
+            window,
+            c.max_command_length,
+            c.enquire_link.0,
+            c.response_timeout.0,
+            match c.bind_type {
+                BindType::Transceiver => "trx",
+                BindType::TransmitterReceiver => "tx+rx",
+            }
+        );
         carriers.push(Arc::new(Carrier {
             id: id.clone(),
             host: c.host.clone(),
@@ -270,6 +329,9 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             password,
             system_type: c.system_type.clone(),
             bind_type: c.bind_type,
+            interface_version,
+            address_range,
+            connection,
             binds,
             window: window.clamp(1, 1000),
             enquire_link: c.enquire_link.0,

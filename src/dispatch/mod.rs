@@ -175,8 +175,9 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
             sched.on_accepted(now);
         }
 
-        // Lines (rates, encodings) as reloaded, per turn.
+        // Lines (rates, encodings) and the carrier's contract as reloaded, per turn.
         let lines = config.get();
+        sched.set_carrier_rate(carrier.settings().max_rate);
         let mut claimed_any = false;
         // When every queued message belongs to a line already waiting for tokens, a claim
         // scans that backlog and finds nothing: do not repeat it on every wake-up.
@@ -428,12 +429,14 @@ fn build_parts(m: &Claimed, opts: &segment::Options, reference: u16) -> Vec<Subm
 pub async fn run_completions(
     mut rx: mpsc::UnboundedReceiver<Completion>,
     store: Arc<dyn Store>,
-    cfg: Arc<config::Carrier>,
+    settings: watch::Receiver<Arc<config::Carrier>>,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
 ) {
     let mut writes = JoinSet::new();
     while let Some(c) = rx.recv().await {
+        // Status overrides and id formats as last reloaded.
+        let cfg = settings.borrow().clone();
         if let SubmitResult::Response { status, .. } = &c.result {
             match cfg.classify(*status) {
                 StatusClass::Ok => {

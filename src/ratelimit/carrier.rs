@@ -57,6 +57,14 @@ impl CarrierLimit {
         }
     }
 
+    pub(crate) fn configured(&self) -> Option<f64> {
+        self.configured
+    }
+
+    pub(crate) fn burst(&self) -> u32 {
+        self.burst
+    }
+
     pub(crate) fn rate(&self) -> Option<f64> {
         self.current
     }

@@ -289,6 +289,15 @@ impl<T> Scheduler<T> {
         self.carrier.on_accepted(now);
     }
 
+    /// A reloaded carrier contract: a different configured rate applies from now on (the
+    /// adaptive throttling state starts over); the same one changes nothing.
+    pub fn set_carrier_rate(&mut self, per_second: Option<f64>) {
+        let per_second = per_second.filter(|r| *r > 0.0);
+        if self.carrier.configured() != per_second {
+            self.carrier = CarrierLimit::new(per_second, self.carrier.burst());
+        }
+    }
+
     /// The carrier rate in force (submits/s), `None` when unlimited.
     pub fn carrier_rate(&self) -> Option<f64> {
         self.carrier.rate()

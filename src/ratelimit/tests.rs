@@ -257,6 +257,26 @@ fn carrier_cap_applies_across_lines() {
 }
 
 #[test]
+fn a_reloaded_carrier_rate_applies_and_the_same_rate_keeps_the_throttled_state() {
+    let start = Instant::now();
+    let mut s = Scheduler::new(Some(10.0), 1);
+    s.on_throttled(start);
+    assert_eq!(s.carrier_rate(), Some(5.0));
+    // Reloading an unchanged contract must not undo the back-off.
+    s.set_carrier_rate(Some(10.0));
+    assert_eq!(s.carrier_rate(), Some(5.0));
+    s.set_carrier_rate(Some(100.0));
+    assert_eq!(s.carrier_rate(), Some(100.0));
+    for i in 0..50 {
+        s.push("line", UNLIMITED, 1, Priority::Normal, i);
+    }
+    let out = drain(&mut s, start);
+    assert_eq!(out[49].1, ms(490), "paced at the new 100/s");
+    s.set_carrier_rate(None);
+    assert_eq!(s.carrier_rate(), None);
+}
+
+#[test]
 fn a_line_blocked_by_the_carrier_keeps_its_turn() {
     let start = Instant::now();
     let mut s = Scheduler::new(Some(1.0), 1);

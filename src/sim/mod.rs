@@ -162,6 +162,8 @@ pub(crate) struct Inner {
     pub(crate) drop_counter: AtomicU64,
     pub(crate) started: Instant,
     log: Mutex<SubmitLog>,
+    /// The last binds asked for (accepted or not), oldest first.
+    bind_log: Mutex<VecDeque<BindRecord>>,
     submit_notify: Notify,
     pub(crate) bind_notify: Notify,
     pub(crate) sessions: DashMap<u64, SessionEntry>,
@@ -177,7 +179,26 @@ struct SubmitLog {
     seen_before: HashSet<u64>,
 }
 
+/// A bind request as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindRecord {
+    pub kind: BindKind,
+    pub system_id: String,
+    pub interface_version: u8,
+    pub address_range: String,
+}
+
+const BIND_LOG_CAPACITY: usize = 1000;
+
 impl Inner {
+    pub(crate) fn record_bind(&self, r: BindRecord) {
+        let mut log = self.bind_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() == BIND_LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(r);
+    }
+
     pub(crate) fn config(&self) -> Arc<SimConfig> {
         self.config
             .lock()
@@ -257,6 +278,7 @@ impl Simulator {
             next_message_id: AtomicU64::new(first_id),
             drop_counter: AtomicU64::new(0),
             started: Instant::now(),
+            bind_log: Mutex::new(VecDeque::new()),
             log: Mutex::new(SubmitLog {
                 entries: VecDeque::new(),
                 seen: HashSet::new(),
@@ -292,6 +314,16 @@ impl Simulator {
 
     pub fn stats(&self) -> SimStats {
         self.inner.counters.snapshot()
+    }
+
+    /// The last bind requests received (at most 1000), oldest first.
+    pub fn binds(&self) -> Vec<BindRecord> {
+        let log = self
+            .inner
+            .bind_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        log.iter().cloned().collect()
     }
 
     /// The submits received, oldest first (the last [`SimConfig::submit_log_capacity`]).

@@ -364,13 +364,11 @@ impl Session {
         let Some(pdu) = command.pdu() else { return };
         match pdu {
             Pdu::BindTransmitter(b) => {
-                self.on_bind(BindKind::Transmitter, seq, &b.system_id, &b.password, cfg)
+                self.on_bind(BindKind::Transmitter, seq, BindFields::of(b), cfg)
             }
-            Pdu::BindReceiver(b) => {
-                self.on_bind(BindKind::Receiver, seq, &b.system_id, &b.password, cfg)
-            }
+            Pdu::BindReceiver(b) => self.on_bind(BindKind::Receiver, seq, BindFields::of(b), cfg),
             Pdu::BindTransceiver(b) => {
-                self.on_bind(BindKind::Transceiver, seq, &b.system_id, &b.password, cfg)
+                self.on_bind(BindKind::Transceiver, seq, BindFields::of(b), cfg)
             }
             Pdu::EnquireLink => self.emit(&Command::new(
                 CommandStatus::EsmeRok,
@@ -434,14 +432,14 @@ impl Session {
         }
     }
 
-    fn on_bind(
-        &mut self,
-        kind: BindKind,
-        seq: u32,
-        system_id: &COctetString<1, 16>,
-        password: &COctetString<1, 9>,
-        cfg: &SimConfig,
-    ) {
+    fn on_bind(&mut self, kind: BindKind, seq: u32, b: BindFields<'_>, cfg: &SimConfig) {
+        let (system_id, password) = (b.system_id, b.password);
+        self.inner.record_bind(super::BindRecord {
+            kind,
+            system_id: system_id.as_str().to_owned(),
+            interface_version: b.interface_version,
+            address_range: b.address_range.to_owned(),
+        });
         let refusing = cfg
             .refuse_binds_for
             .is_some_and(|window| self.inner.started.elapsed() < window);
@@ -903,4 +901,38 @@ fn chance(fraction: f64) -> bool {
 pub(crate) fn last4(number: &str) -> &str {
     let start = number.len().saturating_sub(4);
     number.get(start..).unwrap_or("")
+}
+
+/// The fields the three bind requests share.
+struct BindFields<'a> {
+    system_id: &'a COctetString<1, 16>,
+    password: &'a COctetString<1, 9>,
+    interface_version: u8,
+    address_range: &'a str,
+}
+
+macro_rules! bind_fields {
+    ($($t:ty),*) => {$(
+        impl<'a> From<&'a $t> for BindFields<'a> {
+            fn from(b: &'a $t) -> Self {
+                BindFields {
+                    system_id: &b.system_id,
+                    password: &b.password,
+                    interface_version: u8::from(b.interface_version),
+                    address_range: b.address_range.as_str(),
+                }
+            }
+        }
+    )*};
+}
+bind_fields!(
+    rusmpp::pdus::BindTransmitter,
+    rusmpp::pdus::BindReceiver,
+    rusmpp::pdus::BindTransceiver
+);
+
+impl<'a> BindFields<'a> {
+    fn of(b: impl Into<BindFields<'a>>) -> Self {
+        b.into()
+    }
 }

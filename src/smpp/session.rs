@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use futures::{StreamExt, future::BoxFuture};
 use rusmpp::{
     Command, CommandStatus, Pdu,
-    pdus::{BindTransceiver, DeliverSmResp, SubmitSm},
+    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm},
     types::COctetString,
     values::InterfaceVersion,
 };
@@ -82,6 +82,77 @@ pub struct SessionConfig {
     pub max_command_length: usize,
     /// How long a draining session waits for outstanding responses before unbinding.
     pub drain_timeout: Duration,
+    pub bind: BindOptions,
+}
+
+/// How a session binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// Submits, receipts and MO on one connection.
+    #[default]
+    Transceiver,
+    /// Submits only (receipts and MO come on a receiver bind).
+    Transmitter,
+    /// Receipts and MO only: the session never takes submits.
+    Receiver,
+}
+
+impl BindMode {
+    pub fn can_submit(self) -> bool {
+        matches!(self, BindMode::Transceiver | BindMode::Transmitter)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BindMode::Transceiver => "transceiver",
+            BindMode::Transmitter => "transmitter",
+            BindMode::Receiver => "receiver",
+        }
+    }
+}
+
+/// The bind PDU's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindOptions {
+    pub mode: BindMode,
+    /// 0x34 (SMPP 3.4) or 0x50 (SMPP 5.0).
+    pub interface_version: u8,
+    pub address_range: String,
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        Self {
+            mode: BindMode::Transceiver,
+            interface_version: 0x34,
+            address_range: String::new(),
+        }
+    }
+}
+
+/// The bind request of `cfg`, and the command id of the answer it expects.
+fn bind_pdu(cfg: &SessionConfig) -> (Pdu, rusmpp::CommandId) {
+    let version = InterfaceVersion::from(cfg.bind.interface_version);
+    macro_rules! build {
+        ($pdu:ident, $resp:ident) => {
+            (
+                $pdu::builder()
+                    .system_id(cstr(&cfg.system_id))
+                    .password(cstr(&cfg.password))
+                    .system_type(cstr(&cfg.system_type))
+                    .interface_version(version)
+                    .address_range(cstr(&cfg.bind.address_range))
+                    .build()
+                    .into(),
+                rusmpp::CommandId::$resp,
+            )
+        };
+    }
+    match cfg.bind.mode {
+        BindMode::Transceiver => build!(BindTransceiver, BindTransceiverResp),
+        BindMode::Transmitter => build!(BindTransmitter, BindTransmitterResp),
+        BindMode::Receiver => build!(BindReceiver, BindReceiverResp),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +214,7 @@ pub struct Links<'a> {
     pub observer: Arc<dyn SessionObserver>,
 }
 
-/// Binds as a transceiver on `io`, then runs the session until shutdown or failure.
+/// Binds on `io` as `cfg.bind` says, then runs the session until shutdown or failure.
 /// `requests` outlives the session: what is still queued in it when a session ends waits for
 /// the next one.
 pub async fn run<S>(
@@ -168,12 +239,7 @@ where
     let mut seq = 0u32;
 
     // Bind.
-    let bind = BindTransceiver::builder()
-        .system_id(cstr(&cfg.system_id))
-        .password(cstr(&cfg.password))
-        .system_type(cstr(&cfg.system_type))
-        .interface_version(InterfaceVersion::Smpp3_4)
-        .build();
+    let (bind, bind_resp) = bind_pdu(cfg);
     let bind_seq = next_seq(&mut seq);
     encode_into(
         &Command::new(CommandStatus::EsmeRok, bind_seq, bind),
@@ -189,10 +255,7 @@ where
                 // sequence number (its own enquire_link, a stray response) is not a bind.
                 Some(Ok(Frame::Command(c)))
                     if c.sequence_number() == bind_seq
-                        && matches!(
-                            c.id(),
-                            rusmpp::CommandId::BindTransceiverResp | rusmpp::CommandId::GenericNack
-                        ) =>
+                        && (c.id() == bind_resp || c.id() == rusmpp::CommandId::GenericNack) =>
                 {
                     return Ok(c);
                 }
@@ -237,7 +300,7 @@ where
     };
 
     let outcome: Result<SessionEnd, SessionError> = loop {
-        let can_send = !draining && pending.len() < cfg.window;
+        let can_send = cfg.bind.mode.can_submit() && !draining && pending.len() < cfg.window;
         tokio::select! {
             biased;
             changed = shutdown.changed(), if !draining => {
@@ -432,6 +495,7 @@ mod tests {
             enquire_link: Duration::from_secs(30),
             max_command_length: 4096,
             drain_timeout: Duration::from_secs(1),
+            bind: BindOptions::default(),
         }
     }
 
