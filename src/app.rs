@@ -237,6 +237,7 @@ pub async fn run_with_reload(
         metrics: metrics.clone(),
         carriers: handles.clone(),
         store: store.clone(),
+        config: live.clone(),
         reload: config_path.is_some().then(|| reload_tx.clone()),
     });
     let api_state = ApiState::new(

@@ -99,6 +99,16 @@ pub fn render(ready: Option<&str>, metrics: &str) -> String {
         "\nqueue depth (queued + sending): {}",
         sum(&s, "smsgate_queue_depth")
     );
+    for class in ["long_code", "toll_free", "short_code"] {
+        let n = s
+            .iter()
+            .filter(|m| {
+                m.name == "smsgate_queue_depth_by_class"
+                    && m.labels.get("class").is_some_and(|v| v == class)
+            })
+            .fold(0.0, |a, m| a + m.value);
+        let _ = writeln!(out, "  {class:<29} {n}");
+    }
     let _ = writeln!(
         out,
         "accepted since start:           {}",
@@ -172,6 +182,8 @@ smsgate_binds_up{carrier="att"} 2
 smsgate_binds_up{carrier="sim"} 0
 smsgate_window_in_flight{carrier="att"} 17
 smsgate_queue_depth 42
+smsgate_queue_depth_by_class{class="long_code"} 40
+smsgate_queue_depth_by_class{class="short_code"} 2
 smsgate_webhook_outbox_depth{app="clinic"} 3
 smsgate_webhook_outbox_depth{app="dental"} 4
 smsgate_webhook_dead_letters_total{app="clinic",reason="gone"} 1
@@ -184,6 +196,12 @@ smsgate_webhook_dead_letters_total{app="clinic",reason="gone"} 1
         assert!(out.contains("att                  2         17"), "{out}");
         assert!(out.contains("sim                  0          0"), "{out}");
         assert!(out.contains("queue depth (queued + sending): 42"), "{out}");
+        assert!(
+            out.contains("  long_code                     40\n"),
+            "{out}"
+        );
+        assert!(out.contains("  toll_free                     0\n"), "{out}");
+        assert!(out.contains("  short_code                    2\n"), "{out}");
         assert!(out.contains("webhook backlog:                7"), "{out}");
         assert!(out.contains("webhook dead letters:           1"), "{out}");
         assert!(out.contains("rejected since start:           0\n"), "{out}");

@@ -435,3 +435,42 @@ async fn smpp_5_0_is_announced_when_configured() {
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn queue_depth_is_reported_by_line_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(SimConfig::default()).await;
+    // The clinic line (long_code) and the dental line (short_code) both send one text per
+    // 100 s, so what is sent after the first stays queued while the test looks.
+    let text = config_text(&dir.path().join("t.db"), s.local_addr().port(), "")
+        .replacen("rate = 10000.0\nburst = 1000", "rate = 0.01\nburst = 1", 1)
+        .replacen(
+            "rate = 10000.0\nburst = 1000",
+            "rate_class = \"short_code\"\nrate = 0.01\nburst = 1",
+            1,
+        );
+    let d = Daemon::start(&text).await;
+    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    let c = reqwest::Client::new();
+    send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 5, "lc").await;
+    send_n(&c, &d, DENTAL_KEY, DENTAL_LINE, 3, "sc").await;
+    assert!(s.wait_for_submits(2, Duration::from_secs(10)).await);
+    // The first of each line goes out; the rest wait for tokens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want = [
+        "smsgate_queue_depth_by_class{class=\"long_code\"} 4",
+        "smsgate_queue_depth_by_class{class=\"short_code\"} 2",
+        "smsgate_queue_depth_by_class{class=\"toll_free\"} 0",
+        "smsgate_queue_depth 6",
+    ];
+    loop {
+        let m = d.metrics().await;
+        if want.iter().all(|w| m.contains(w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{want:?} not all in\n{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.stop().await;
+    s.shutdown().await;
+}

@@ -122,6 +122,15 @@ async fn stop_confirms_blocks_sends_and_start_reverses_it() {
         got.iter().any(|t| t.contains("Reply STOP to unsubscribe")),
         "{got:?}"
     );
+    // One opt-out and one opt-in by keyword; HELP and the plain text change nothing.
+    let m = d.metrics().await;
+    for want in [
+        "smsgate_opt_out_changes_total{change=\"opt_out\",source=\"keyword\"} 1",
+        "smsgate_opt_out_changes_total{change=\"opt_in\",source=\"keyword\"} 1",
+        "smsgate_messages_accepted_mix_total{encoding=\"gsm7\",parts=\"1\"} 2",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
     d.stop().await;
     s.shutdown().await;
 }
@@ -168,6 +177,14 @@ async fn the_opt_out_api_and_import_change_the_list() {
     let b: serde_json::Value = r.json().await.unwrap();
     assert_eq!(b["opt_outs"].as_array().unwrap().len(), 2);
     assert_eq!(b["next_after"], "+19175552002");
+    let m = d.metrics().await;
+    for want in [
+        "smsgate_opt_out_changes_total{change=\"opt_out\",source=\"api\"} 1",
+        "smsgate_opt_out_changes_total{change=\"opt_in\",source=\"api\"} 1",
+        "smsgate_opt_out_changes_total{change=\"opt_out\",source=\"import\"} 3",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
     d.stop().await;
     s.shutdown().await;
 }

@@ -371,6 +371,10 @@ async fn submit_inner(
     match state.inner.store.insert_message(msg, idem).await? {
         InsertOutcome::Inserted => {
             state.inner.metrics.accepted.inc();
+            state
+                .inner
+                .metrics
+                .count_mix(plan.encoding.as_str(), plan.parts as u32);
             if let Some(w) = state.inner.wake.get(&line.carrier) {
                 w.notify_one();
             }

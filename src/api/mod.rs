@@ -273,6 +273,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub carriers: Vec<Arc<CarrierHandle>>,
     pub store: Arc<dyn Store>,
+    /// Lines' rate classes, for the queue depth per class.
+    pub config: crate::config::Live,
     /// Where `POST /admin/reload` asks for a reload (None: started without a config file).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
@@ -320,10 +322,38 @@ pub fn admin_router(state: AdminState) -> Router {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    if let Ok(Ok(depth)) =
-        tokio::time::timeout(Duration::from_millis(500), s.store.queue_depth()).await
+    // Counted per line at scrape time (a read connection, bounded in time), then summed by
+    // the lines' rate classes as configured now.
+    if let Ok(Ok(by_line)) =
+        tokio::time::timeout(Duration::from_millis(500), s.store.queue_depth_by_line()).await
     {
-        s.metrics.queue_depth.set(depth as i64);
+        use crate::config::RateClass;
+        let config = s.config.get();
+        let mut by_class = [0u64; 3];
+        let class_index = |c: RateClass| match c {
+            RateClass::LongCode => 0,
+            RateClass::TollFree => 1,
+            RateClass::ShortCode => 2,
+        };
+        for (line, n) in &by_line {
+            let class = crate::domain::PhoneNumber::parse(line)
+                .ok()
+                .and_then(|p| config.lines.get(&p).map(|l| l.rate_class))
+                .unwrap_or_default();
+            by_class[class_index(class)] += n;
+        }
+        s.metrics
+            .queue_depth
+            .set(by_class.iter().sum::<u64>() as i64);
+        for (name, n) in ["long_code", "toll_free", "short_code"]
+            .iter()
+            .zip(by_class)
+        {
+            s.metrics
+                .queue_depth_by_class
+                .with_label_values(&[name])
+                .set(n as i64);
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -491,6 +491,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Messages waiting to be sent (queued or sending).
     fn queue_depth(&self) -> BoxFuture<'_, StoreResult<u64>>;
+    /// Messages queued or sending, per line.
+    fn queue_depth_by_line(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>>;
 
     /// Stores an inbound part; once a text is whole, stores it and applies what `planner`
     /// decides (opt-out change, replies, events) in the same transaction.

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub limiter_waits: IntCounterVec,
     pub scheduler_queued: IntGaugeVec,
     pub queue_depth: IntGauge,
+    pub queue_depth_by_class: IntGaugeVec,
+    pub message_mix: IntCounterVec,
+    pub opt_out_changes: IntCounterVec,
     pub store_commit_batch: Histogram,
     pub store_commit_seconds: Histogram,
     pub store_commit_errors: IntCounter,
@@ -165,6 +168,26 @@ impl Metrics {
                 IntGauge::new("smsgate_queue_depth", "Messages queued or sending.")
                     .expect("valid metric")
             ),
+            queue_depth_by_class: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "smsgate_queue_depth_by_class",
+                        "Messages queued or sending, by the rate class of their line (long_code, toll_free, short_code)."
+                    ),
+                    &["class"]
+                )
+                .expect("valid metric")
+            ),
+            message_mix: reg!(counter_vec(
+                "smsgate_messages_accepted_mix_total",
+                "Messages accepted at the API by encoding and number of parts (1, 2, 3, 4-6, 7+).",
+                &["encoding", "parts"]
+            )),
+            opt_out_changes: reg!(counter_vec(
+                "smsgate_opt_out_changes_total",
+                "Opt-out list changes (one per line and number) by change (opt_out, opt_in) and source (keyword, api, import).",
+                &["change", "source"]
+            )),
             store_commit_batch: reg!(
                 Histogram::with_opts(
                     HistogramOpts::new(
@@ -199,6 +222,18 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    /// Counts an accepted message in the encoding/parts mix.
+    pub fn count_mix(&self, encoding: &str, parts: u32) {
+        let parts = match parts {
+            0 | 1 => "1",
+            2 => "2",
+            3 => "3",
+            4..=6 => "4-6",
+            _ => "7+",
+        };
+        self.message_mix.with_label_values(&[encoding, parts]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

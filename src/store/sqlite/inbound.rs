@@ -238,8 +238,6 @@ fn is_opted_out(c: &Connection, line: &PhoneNumber, number: &PhoneNumber) -> Sto
     )
 }
 
-/// Applies an opt-out change; returns how many lines actually changed. Each change emits
-/// `opt_out.changed`.
 /// Applies an opt-out change and emits its `opt_out.changed` events; returns how many lines
 /// actually changed.
 pub(super) fn apply_opt_out(
@@ -286,6 +284,18 @@ fn emit_opt_out_events(
     lines: &[PhoneNumber],
     now: Millis,
 ) -> StoreResult<()> {
+    // Every change passes here (keyword, API, import), whether or not the app takes events.
+    if !lines.is_empty() {
+        let kind = if change.opted_out {
+            "opt_out"
+        } else {
+            "opt_in"
+        };
+        ctx.metrics
+            .opt_out_changes
+            .with_label_values(&[kind, change.source.as_str()])
+            .inc_by(lines.len() as u64);
+    }
     for line in lines {
         emit_event(
             c,

@@ -396,6 +396,7 @@ struct Ctx<'a> {
     hooks: &'a HashMap<String, bool>,
     /// Set when the batch put an event in the outbox, to wake the webhook dispatcher.
     emitted: Cell<bool>,
+    metrics: &'a Metrics,
 }
 
 fn writer_loop(
@@ -432,6 +433,7 @@ fn writer_loop(
         let ctx = Ctx {
             hooks: &hooks,
             emitted: Cell::new(false),
+            metrics: &m,
         };
         let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => {
@@ -1400,6 +1402,19 @@ impl Store for SqliteStore {
 
     fn requeue_in_flight(&self) -> BoxFuture<'_, StoreResult<u64>> {
         self.call(Op::RequeueInFlight).boxed()
+    }
+
+    fn queue_depth_by_line(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT line, count(*) FROM messages WHERE status IN ('queued', 'sending') GROUP BY line",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .boxed()
     }
 
     fn queue_depth(&self) -> BoxFuture<'_, StoreResult<u64>> {
