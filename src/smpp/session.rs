@@ -694,4 +694,148 @@ mod tests {
             "{end:?}"
         );
     }
+
+    // Timing on tokio's paused clock: time advances only when every task waits, so these
+    // run in microseconds and always see the same instants.
+
+    /// Reads frames until a command that is not a submit_sm arrives; returns the submits'
+    /// sequence numbers and that command.
+    async fn next_other(
+        smsc: &mut Framed<tokio::io::DuplexStream, SmppCodec>,
+        submits: &mut Vec<u32>,
+    ) -> Command {
+        loop {
+            match smsc.next().await {
+                Some(Ok(Frame::Command(c))) if c.id() == rusmpp::CommandId::SubmitSm => {
+                    submits.push(c.sequence_number())
+                }
+                Some(Ok(Frame::Command(c))) => return c,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_submit_times_out_after_the_response_timeout_and_no_sooner() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (req_tx, mut done_rx, _sd_tx, _session) = spawn_session(ours, 4);
+        let mut smsc = carrier(theirs).await;
+        let start = Instant::now();
+        req_tx.send(request(1)).await.unwrap();
+        let Some(Ok(Frame::Command(_))) = smsc.next().await else {
+            panic!()
+        };
+        // The carrier never answers.
+        let done = done_rx.recv().await.unwrap();
+        let waited = start.elapsed();
+        assert_eq!(done.result, SubmitResult::Timeout);
+        // Deadlines are checked on a tick of a quarter of the timeout (at most 1 s).
+        assert!(
+            waited >= Duration::from_secs(5) && waited <= Duration::from_millis(6_100),
+            "timed out after {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_link_is_probed_after_enquire_link_and_a_silent_carrier_ends_the_session() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (_req_tx, _done_rx, _sd_tx, session) = spawn_session(ours, 4);
+        let mut smsc = carrier(theirs).await;
+        let start = Instant::now();
+        // Answered probes keep the session up for as long as the carrier answers them.
+        for round in 1..=10u32 {
+            let c = next_other(&mut smsc, &mut Vec::new()).await;
+            assert_eq!(c.id(), rusmpp::CommandId::EnquireLink);
+            let at = start.elapsed();
+            assert!(
+                at >= Duration::from_secs(30 * u64::from(round))
+                    && at <= Duration::from_secs(30 * u64::from(round) + 2),
+                "probe {round} at {at:?}"
+            );
+            smsc.send(&Command::new(
+                CommandStatus::EsmeRok,
+                c.sequence_number(),
+                Pdu::EnquireLinkResp,
+            ))
+            .await
+            .unwrap();
+        }
+        assert!(!session.is_finished());
+        // The next probe goes unanswered: the link is declared dead after the response timeout.
+        let probe = next_other(&mut smsc, &mut Vec::new()).await;
+        assert_eq!(probe.id(), rusmpp::CommandId::EnquireLink);
+        let probed = Instant::now();
+        let end = session.await.unwrap().unwrap();
+        assert!(
+            matches!(end, SessionEnd::Failed(SessionError::LinkDead(_))),
+            "{end:?}"
+        );
+        let after = probed.elapsed();
+        assert!(
+            after > Duration::from_secs(5) && after <= Duration::from_millis(6_100),
+            "declared dead {after:?} after the probe"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_for_in_flight_answers_up_to_the_drain_timeout_then_unbinds() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (req_tx, mut done_rx, sd_tx, session) = spawn_session(ours, 4);
+        let mut smsc = carrier(theirs).await;
+        req_tx.send(request(1)).await.unwrap();
+        req_tx.send(request(2)).await.unwrap();
+        let mut submits = Vec::new();
+        while submits.len() < 2 {
+            let Some(Ok(Frame::Command(c))) = smsc.next().await else {
+                panic!()
+            };
+            submits.push(c.sequence_number());
+        }
+        let start = Instant::now();
+        sd_tx.send(true).unwrap();
+        // One answer arrives during the drain; the other never does.
+        smsc.send(&Command::new(
+            CommandStatus::EsmeRok,
+            submits[0],
+            SubmitSmResp::builder()
+                .message_id("m1".parse().unwrap())
+                .build(),
+        ))
+        .await
+        .unwrap();
+        let unbind = next_other(&mut smsc, &mut Vec::new()).await;
+        assert_eq!(unbind.id(), rusmpp::CommandId::Unbind);
+        let at = start.elapsed();
+        // drain_timeout is 1 s, checked on the session's tick.
+        assert!(
+            at >= Duration::from_secs(1) && at <= Duration::from_millis(2_100),
+            "unbound after {at:?}"
+        );
+        smsc.send(&Command::new(
+            CommandStatus::EsmeRok,
+            unbind.sequence_number(),
+            Pdu::UnbindResp,
+        ))
+        .await
+        .unwrap();
+        let end = session.await.unwrap().unwrap();
+        assert!(matches!(end, SessionEnd::Drained), "{end:?}");
+        let mut results = vec![
+            done_rx.recv().await.unwrap().result,
+            done_rx.recv().await.unwrap().result,
+        ];
+        results.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            results,
+            vec![
+                SubmitResult::ConnectionLost,
+                SubmitResult::Response {
+                    status: 0,
+                    message_id: "m1".into()
+                }
+            ]
+        );
+        assert!(done_rx.try_recv().is_err(), "each submit completes once");
+        drop(req_tx);
+    }
 }
