@@ -3,13 +3,13 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use smsgate::loadgen::{self, E2eOptions, HttpOptions, Stop, Traffic};
+use smsgate::loadgen::{self, E2eOptions, HttpOptions, MoOptions, Stop, Traffic};
 
 #[derive(Parser)]
 #[command(
     name = "smsgate-bench",
     version,
-    about = "Load generator for smsgate: HTTP accept rate and end-to-end throughput"
+    about = "Load generator for smsgate: HTTP accept rate, end-to-end and inbound throughput"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,9 +20,13 @@ struct Cli {
 enum Command {
     /// Drive POST /v1/messages of a running smsgate.
     Http(HttpArgs),
-    /// Start a simulator and a daemon in-process on loopback, load it, wait for every
-    /// receipt, and report accept, carrier and end-to-end throughput.
+    /// Start a simulator, a daemon and a webhook sink in-process on loopback, load the
+    /// daemon, wait for every receipt and every signed `delivered` webhook, and report
+    /// accept, carrier and end-to-end throughput.
     E2e(E2eArgs),
+    /// Start the same stack and inject MO texts through the simulator as fast as the daemon
+    /// acknowledges them; report MO acked/s and signed `message.received` webhooks/s.
+    Mo(MoArgs),
 }
 
 #[derive(Args)]
@@ -120,8 +124,54 @@ struct E2eArgs {
     /// Worker threads of the shared runtime (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Run without the webhook sink (no app webhook_url: the earlier e2e setup).
+    #[arg(long)]
+    no_webhooks: bool,
+    /// webhooks.concurrency of the daemon (requests in flight to the sink).
+    #[arg(long)]
+    webhook_concurrency: Option<usize>,
     #[command(flatten)]
     load: Load,
+}
+
+#[derive(Args)]
+struct MoArgs {
+    /// MO texts to inject.
+    #[arg(long, default_value_t = 10_000)]
+    messages: u64,
+    /// Concurrent injectors, each with one text awaiting its deliver_sm_resp.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Distinct handset numbers the texts come from.
+    #[arg(long, default_value_t = 10_000)]
+    handsets: usize,
+    /// Carrier binds (transceivers), 1..=64.
+    #[arg(long, default_value_t = 1)]
+    binds: usize,
+    /// store.commit_batch_max of the daemon (default: the daemon's default).
+    #[arg(long)]
+    commit_batch_max: Option<usize>,
+    /// webhooks.concurrency of the daemon (requests in flight to the sink).
+    #[arg(long)]
+    webhook_concurrency: Option<usize>,
+    /// Make the run directory (config + store) under this directory (default: system temp).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the run directory instead of deleting it.
+    #[arg(long)]
+    keep_dir: bool,
+    /// Longest wait after the last acknowledgement for the webhooks.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
+    settle_timeout: Duration,
+    /// Worker threads of the shared runtime (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Progress line on stderr every second (default: when stderr is a terminal).
+    #[arg(long)]
+    progress: bool,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -145,6 +195,7 @@ fn main() -> ExitCode {
 
     let threads = match &cli.command {
         Command::E2e(a) => a.threads,
+        Command::Mo(a) => a.threads,
         Command::Http(_) => None,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -178,11 +229,12 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             rt.block_on(loadgen::run_http(opts)).map(|s| {
-                if a.load.json {
+                let report = if a.load.json {
                     serde_json::to_string_pretty(&s).unwrap_or_default()
                 } else {
                     loadgen::http_table(&s)
-                }
+                };
+                (report, Vec::new())
             })
         }
         Command::E2e(a) => {
@@ -204,20 +256,54 @@ fn main() -> ExitCode {
                 dir: a.dir,
                 keep_dir: a.keep_dir,
                 settle_timeout: a.settle_timeout,
+                webhooks: !a.no_webhooks,
+                webhook_concurrency: a.webhook_concurrency,
             };
             rt.block_on(loadgen::run_e2e(opts)).map(|s| {
-                if a.load.json {
+                let report = if a.load.json {
                     serde_json::to_string_pretty(&s).unwrap_or_default()
                 } else {
                     loadgen::e2e_table(&s)
-                }
+                };
+                (report, s.problems)
+            })
+        }
+        Command::Mo(a) => {
+            let opts = MoOptions {
+                messages: a.messages,
+                concurrency: a.concurrency,
+                handsets: a.handsets,
+                binds: a.binds,
+                commit_batch_max: a.commit_batch_max,
+                webhook_concurrency: a.webhook_concurrency,
+                progress: a.progress || std::io::stderr().is_terminal(),
+                dir: a.dir,
+                keep_dir: a.keep_dir,
+                settle_timeout: a.settle_timeout,
+                ..Default::default()
+            };
+            rt.block_on(loadgen::run_mo(opts)).map(|s| {
+                let report = if a.json {
+                    serde_json::to_string_pretty(&s).unwrap_or_default()
+                } else {
+                    loadgen::mo_table(&s)
+                };
+                (report, s.problems)
             })
         }
     };
     match result {
-        Ok(report) => {
+        Ok((report, problems)) if problems.is_empty() => {
             println!("{report}");
             ExitCode::SUCCESS
+        }
+        Ok((report, problems)) => {
+            println!("{report}");
+            eprintln!(
+                "smsgate-bench: run failed its checks: {}",
+                problems.join("; ")
+            );
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("smsgate-bench: {e}");

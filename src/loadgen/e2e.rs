@@ -1,6 +1,7 @@
-//! End to end in one process: a carrier simulator and a daemon on loopback `127.0.0.1:0`,
-//! the HTTP load against the daemon, then the wait until every accepted part reached the
-//! carrier and every receipt was recorded. Client, daemon and simulator share one runtime
+//! End to end in one process: a carrier simulator, a daemon and (by default) a webhook sink
+//! on loopback `127.0.0.1:0`, the HTTP load against the daemon, then the wait until every
+//! accepted part reached the carrier, every receipt was recorded and every accepted message's
+//! signed `delivered` webhook arrived. Client, daemon, simulator and sink share one runtime
 //! (and the machine's cores); the summary says so.
 
 use std::{
@@ -13,16 +14,19 @@ use std::{
 use serde::Serialize;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle, time::Instant};
 
-use super::{BenchError, HttpOptions, HttpSummary, Stop, Traffic, http, run_http};
+use super::{
+    BenchError, HttpOptions, HttpSummary, Stop, Traffic, http, run_http,
+    sink::{AwaitedEvent, Sink, WebhookSummary},
+};
 use crate::{
     app, config,
     sim::{ReceiptMode, SimConfig, SimStats, Simulator},
 };
 
-const APP_KEY: &str = "smsgate-bench-key-0001";
-const LINE: &str = "+12125551000";
+pub(super) const APP_KEY: &str = "smsgate-bench-key-0001";
+pub(super) const LINE: &str = "+12125551000";
 /// Polling interval of the simulator's counters (atomics: cheap) while waiting for receipts.
-const POLL: Duration = Duration::from_millis(5);
+pub(super) const POLL: Duration = Duration::from_millis(5);
 /// Polling interval of `/metrics` (each scrape counts the queue in the store).
 const SCRAPE_POLL: Duration = Duration::from_millis(100);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,8 +55,14 @@ pub struct E2eOptions {
     pub dir: Option<PathBuf>,
     /// Keep the run's directory (config and store) instead of deleting it.
     pub keep_dir: bool,
-    /// Longest wait, after the load, for the carrier submits and for the receipts.
+    /// Longest wait, after the load, for the carrier submits, for the receipts and for the
+    /// webhooks.
     pub settle_timeout: Duration,
+    /// Give the app a webhook endpoint (the bench's own sink, which verifies every
+    /// signature) and wait for each accepted message's `delivered` webhook.
+    pub webhooks: bool,
+    /// `webhooks.concurrency` (requests in flight to the sink); `None` keeps the default.
+    pub webhook_concurrency: Option<usize>,
 }
 
 impl Default for E2eOptions {
@@ -71,6 +81,8 @@ impl Default for E2eOptions {
             dir: None,
             keep_dir: false,
             settle_timeout: Duration::from_secs(300),
+            webhooks: true,
+            webhook_concurrency: None,
         }
     }
 }
@@ -136,17 +148,45 @@ pub struct E2eSummary {
     pub time_to_receipts: Duration,
     /// Accepted messages / time to receipts.
     pub e2e_msgs_per_sec: f64,
+    /// The bench's webhook sink: signatures checked, `delivered` webhooks timed from the 202.
+    pub webhooks: Option<WebhookSummary>,
     pub commit_batches: CommitBatches,
+    /// CPU from the load start to the last receipt, or to the last `delivered` webhook.
     pub cpu: Option<CpuSplit>,
     /// The run's directory, when kept.
     pub dir: Option<PathBuf>,
+    /// Why the run failed its own checks (signature failures, missing webhooks...); the
+    /// binary prints the summary and exits with an error when this is not empty.
+    pub problems: Vec<String>,
 }
 
-fn config_text(opts: &E2eOptions, db: &std::path::Path, carrier: SocketAddr) -> String {
+fn config_text(
+    opts: &E2eOptions,
+    db: &std::path::Path,
+    carrier: SocketAddr,
+    sink: Option<&Sink>,
+) -> String {
     let batch = opts
         .commit_batch_max
         .map(|n| format!("commit_batch_max = {n}\n"))
         .unwrap_or_default();
+    // A transient sink error must not park an event for the production backoff (5 s+).
+    let (hook, hooks_section) = match sink {
+        Some(sink) => (
+            format!(
+                "webhook_url = \"{}\"\nwebhook_secrets = [\"{}\"]\n",
+                sink.url(),
+                sink.secret()
+            ),
+            format!(
+                "\n[webhooks]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\n{}",
+                opts.webhook_concurrency
+                    .map(|n| format!("concurrency = {n}\n"))
+                    .unwrap_or_default()
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"# Written by smsgate-bench e2e.
 [http]
@@ -163,7 +203,7 @@ path = "{db}"
 [[apps]]
 id = "bench"
 api_keys = ["{APP_KEY}"]
-
+{hook}
 [[carriers]]
 id = "sim"
 host = "{host}"
@@ -181,7 +221,7 @@ number = "{LINE}"
 app = "bench"
 carrier = "sim"
 rate = {line_rate}
-"#,
+{hooks_section}"#,
         db = db.display(),
         host = carrier.ip(),
         port = carrier.port(),
@@ -191,7 +231,7 @@ rate = {line_rate}
     )
 }
 
-fn run_dir(opts: &E2eOptions) -> Result<PathBuf, BenchError> {
+pub(super) fn run_dir(opts: &E2eOptions) -> Result<PathBuf, BenchError> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -206,17 +246,48 @@ fn run_dir(opts: &E2eOptions) -> Result<PathBuf, BenchError> {
     Ok(dir)
 }
 
-/// The daemon and simulator of one run; stopped by [`Stack::stop`] whatever happened.
-struct Stack {
-    sim: Simulator,
+/// The daemon, simulator and webhook sink of one run; stopped by [`Stack::stop`] whatever
+/// happened.
+pub(super) struct Stack {
+    pub(super) sim: Simulator,
     admin: SocketAddr,
-    http: SocketAddr,
+    pub(super) http: SocketAddr,
     shutdown: watch::Sender<bool>,
     daemon: JoinHandle<anyhow::Result<()>>,
+    pub(super) sink: Option<Sink>,
 }
 
 impl Stack {
-    async fn start(opts: &E2eOptions, dir: &std::path::Path) -> Result<Stack, BenchError> {
+    pub(super) async fn start(
+        opts: &E2eOptions,
+        dir: &std::path::Path,
+    ) -> Result<Stack, BenchError> {
+        let sink = if opts.webhooks {
+            Some(Sink::start().await?)
+        } else {
+            None
+        };
+        match Stack::start_with(opts, dir, sink.as_ref()).await {
+            Ok(parts) => Ok(parts.with_sink(sink)),
+            Err(e) => {
+                if let Some(sink) = sink {
+                    sink.stop().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn with_sink(mut self, sink: Option<Sink>) -> Stack {
+        self.sink = sink;
+        self
+    }
+
+    async fn start_with(
+        opts: &E2eOptions,
+        dir: &std::path::Path,
+        sink: Option<&Sink>,
+    ) -> Result<Stack, BenchError> {
         let setup =
             |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
         let sim_listener = TcpListener::bind("127.0.0.1:0")
@@ -231,11 +302,14 @@ impl Stack {
                 },
                 // The log is for tests that inspect submits; keep it small.
                 submit_log_capacity: 1024,
+                // The daemon acknowledges an MO after its group commit; under load on a
+                // shared machine that can take seconds.
+                mo_ack_timeout: Duration::from_secs(60),
                 ..Default::default()
             },
         )
         .await;
-        let text = config_text(opts, &dir.join("smsgate.db"), sim.local_addr());
+        let text = config_text(opts, &dir.join("smsgate.db"), sim.local_addr(), sink);
         let config_path = dir.join("smsgate.toml");
         if let Err(e) = std::fs::write(&config_path, &text) {
             sim.shutdown().await;
@@ -278,10 +352,11 @@ impl Stack {
             http: http_addr,
             shutdown,
             daemon,
+            sink: None,
         })
     }
 
-    async fn wait_ready(&self) -> Result<(), BenchError> {
+    pub(super) async fn wait_ready(&self) -> Result<(), BenchError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
             if self.daemon.is_finished() {
@@ -298,7 +373,7 @@ impl Stack {
         })
     }
 
-    async fn metrics(&self) -> Result<Metrics, BenchError> {
+    pub(super) async fn metrics(&self) -> Result<Metrics, BenchError> {
         match http::get(self.admin, "/metrics").await {
             Ok((200, text)) => Ok(Metrics::parse(&text)),
             Ok((status, _)) => Err(BenchError::Daemon(format!("/metrics answered {status}"))),
@@ -307,7 +382,7 @@ impl Stack {
     }
 
     /// What the simulator and the daemon say, for a run that stalled.
-    async fn diagnosis(&self) -> String {
+    pub(super) async fn diagnosis(&self) -> String {
         let daemon = match self.metrics().await {
             Ok(m) => {
                 let series = |name: &str| {
@@ -327,6 +402,9 @@ impl Stack {
                     "smsgate_resubmits_total",
                     "smsgate_receipts_total",
                     "smsgate_store_commit_errors_total",
+                    "smsgate_mo_total",
+                    "smsgate_webhook_outbox_depth",
+                    "smsgate_webhook_attempts_total",
                 ]
                 .map(series)
                 .join(" ")
@@ -340,11 +418,15 @@ impl Stack {
         )
     }
 
-    /// Drains the daemon (shutdown watch), then the simulator.
-    async fn stop(self) -> Result<(), BenchError> {
+    /// Drains the daemon (shutdown watch; it flushes its webhooks), then stops the simulator
+    /// and the sink.
+    pub(super) async fn stop(self) -> Result<(), BenchError> {
         let _ = self.shutdown.send(true);
         let daemon = tokio::time::timeout(DRAIN_TIMEOUT, self.daemon).await;
         self.sim.shutdown().await;
+        if let Some(sink) = self.sink {
+            sink.stop().await;
+        }
         match daemon {
             Err(_) => Err(BenchError::Timeout {
                 what: "the daemon to drain".into(),
@@ -357,8 +439,11 @@ impl Stack {
     }
 }
 
-/// Starts a simulator and a daemon on loopback, loads the daemon, waits for every part to
-/// reach the carrier and every receipt to be stored, drains both and reports.
+/// Starts a simulator, a daemon and (with `webhooks`) a webhook sink on loopback, loads the
+/// daemon, waits for every part to reach the carrier, every receipt to be stored and every
+/// `delivered` webhook to arrive, drains everything and reports. A run whose checks fail
+/// (signature failures, missing webhooks) still returns its summary, with `problems` saying
+/// what failed: callers must treat a non-empty list as a failed run.
 pub async fn run_e2e(opts: E2eOptions) -> Result<E2eSummary, BenchError> {
     if !(1..=1000).contains(&opts.window) || !(1..=64).contains(&opts.binds) {
         return Err(BenchError::Options(
@@ -401,12 +486,19 @@ async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchEr
         stop: opts.stop,
         traffic: opts.traffic.clone(),
         progress: opts.progress,
+        accepted: stack.sink.as_ref().map(Sink::delivered),
         ..Default::default()
     })
     .await?;
     let parts = http.accepted_segments;
-    let settled = settle(opts, stack, t0, &before, sim_before, parts).await;
-    let (time_to_carrier, time_to_receipts, cpu_after, after) = match settled {
+    let settled = settle(opts, stack, t0, &before, sim_before, &http).await;
+    let Settled {
+        time_to_carrier,
+        time_to_receipts,
+        cpu_after,
+        cpu_wall,
+        after,
+    } = match settled {
         Ok(v) => v,
         Err(BenchError::Timeout { what, after }) => {
             return Err(BenchError::Timeout {
@@ -418,6 +510,11 @@ async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchEr
     };
     let sim_after = stack.sim.stats();
 
+    let webhooks = stack
+        .sink
+        .as_ref()
+        .map(|sink| sink.summary(AwaitedEvent::Delivered, http.accepted, t0));
+    let problems = webhooks.as_ref().map(|w| w.problems()).unwrap_or_default();
     let e2e_msgs_per_sec = http.accepted as f64 / time_to_receipts.as_secs_f64();
     Ok(E2eSummary {
         window: opts.window,
@@ -435,25 +532,38 @@ async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchEr
         .round() as u64,
         time_to_receipts,
         e2e_msgs_per_sec,
+        webhooks,
         commit_batches: commit_batches(&before, &after),
-        cpu: cpu_split(cpu_before, cpu_after, time_to_receipts),
+        cpu: cpu_split(cpu_before, cpu_after, cpu_wall),
         dir: None,
+        problems,
         http,
     })
 }
 
+/// Where [`settle`] got to.
+struct Settled {
+    time_to_carrier: Duration,
+    time_to_receipts: Duration,
+    /// CPU sample at the end of the pipeline (last receipt, or last awaited webhook).
+    cpu_after: Option<CpuSample>,
+    cpu_wall: Duration,
+    /// The final scrape.
+    after: Metrics,
+}
+
 /// After the load: waits until the simulator has every accepted part, then every receipt
-/// acknowledgement, then until `/metrics` agrees (receipts counted, queue empty). Returns the
-/// times to carrier and to receipts (from `t0`), the CPU sample at the last receipt, and the
-/// final scrape.
+/// acknowledgement, then (with webhooks) every accepted message's `delivered` webhook, then
+/// until `/metrics` agrees (receipts counted, queue empty). Times are from `t0`.
 async fn settle(
     opts: &E2eOptions,
     stack: &Stack,
     t0: Instant,
     before: &Metrics,
     sim_before: SimStats,
-    parts: u64,
-) -> Result<(Duration, Duration, Option<CpuSample>, Metrics), BenchError> {
+    http: &HttpSummary,
+) -> Result<Settled, BenchError> {
+    let parts = http.accepted_segments;
     // Woken by the simulator on every read, so this returns as soon as the last part lands;
     // submits answered with an error would be resubmitted, hence the second wait on `ok`.
     let want = sim_before.submits_ok + parts;
@@ -483,7 +593,25 @@ async fn settle(
     })
     .await?;
     let time_to_receipts = t0.elapsed();
-    let cpu_after = cpu_sample();
+    let mut cpu_after = cpu_sample();
+    let mut cpu_wall = time_to_receipts;
+
+    if let Some(sink) = &stack.sink {
+        let delivered = sink.delivered();
+        // Every accepted message ends in one final status event; a signature failure ends
+        // the wait at once (the summary then says what failed).
+        wait_until(
+            opts.settle_timeout,
+            "a delivered webhook for every accepted message",
+            || {
+                delivered.completed() + sink.not_delivered() >= http.accepted
+                    || sink.signature_failures() > 0
+            },
+        )
+        .await?;
+        cpu_after = cpu_sample();
+        cpu_wall = t0.elapsed();
+    }
 
     // The simulator saw the acks; now the daemon must agree: receipts counted, queue empty.
     let deadline = Instant::now() + opts.settle_timeout;
@@ -503,10 +631,16 @@ async fn settle(
         }
         tokio::time::sleep(SCRAPE_POLL).await;
     };
-    Ok((time_to_carrier, time_to_receipts, cpu_after, after))
+    Ok(Settled {
+        time_to_carrier,
+        time_to_receipts,
+        cpu_after,
+        cpu_wall,
+        after,
+    })
 }
 
-async fn wait_until(
+pub(super) async fn wait_until(
     timeout: Duration,
     what: &str,
     done: impl Fn() -> bool,
@@ -524,7 +658,7 @@ async fn wait_until(
     Ok(())
 }
 
-fn commit_batches(before: &Metrics, after: &Metrics) -> CommitBatches {
+pub(super) fn commit_batches(before: &Metrics, after: &Metrics) -> CommitBatches {
     const NAME: &str = "smsgate_store_commit_batch_size";
     let delta = |name: &str| after.value(name).unwrap_or(0.0) - before.value(name).unwrap_or(0.0);
     let commits = delta(&format!("{NAME}_count")).round() as u64;
@@ -564,7 +698,7 @@ fn commit_batches(before: &Metrics, after: &Metrics) -> CommitBatches {
 
 /// A Prometheus text exposition, parsed just enough for the few metrics read here.
 #[derive(Debug, Default)]
-struct Metrics {
+pub(super) struct Metrics {
     /// `(name, labels, value)` per sample line.
     samples: Vec<(String, String, f64)>,
 }
@@ -588,7 +722,7 @@ impl Metrics {
     }
 
     /// The first sample of `name` (for unlabelled metrics).
-    fn value(&self, name: &str) -> Option<f64> {
+    pub(super) fn value(&self, name: &str) -> Option<f64> {
         self.samples
             .iter()
             .find(|(n, _, _)| n == name)
@@ -596,10 +730,19 @@ impl Metrics {
     }
 
     /// The sum over every label set of `name`.
-    fn sum(&self, name: &str) -> f64 {
+    pub(super) fn sum(&self, name: &str) -> f64 {
         self.samples
             .iter()
             .filter(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// The sum over the label sets of `name` that contain `label` (e.g. `result="stored"`).
+    pub(super) fn sum_where(&self, name: &str, label: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| n == name && l.split(',').any(|kv| kv.trim() == label))
             .map(|(_, _, v)| v)
             .sum()
     }
@@ -622,7 +765,7 @@ impl Metrics {
 }
 
 /// Per-thread CPU and run-queue time and the process total, from procfs (Linux only).
-struct CpuSample {
+pub(super) struct CpuSample {
     process_ticks: u64,
     /// tid -> (name, ns on CPU, ns waiting for a CPU)
     threads: HashMap<u64, (String, u64, u64)>,
@@ -646,7 +789,7 @@ fn schedstat(text: &str) -> Option<(u64, u64)> {
     Some((f.next()??, f.next()??))
 }
 
-fn cpu_sample() -> Option<CpuSample> {
+pub(super) fn cpu_sample() -> Option<CpuSample> {
     let process_ticks = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
     let mut threads = HashMap::new();
     for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
@@ -672,7 +815,7 @@ fn cpu_sample() -> Option<CpuSample> {
     })
 }
 
-fn cpu_split(
+pub(super) fn cpu_split(
     before: Option<CpuSample>,
     after: Option<CpuSample>,
     wall: Duration,
@@ -735,6 +878,22 @@ mod tests {
         let bucketed: u64 = s.commit_batches.buckets.iter().map(|(_, n)| n).sum();
         assert_eq!(bucketed, s.commit_batches.commits);
         assert_eq!(s.runtime_workers, 2);
+
+        // One signed `delivered` webhook per accepted message, every request verified.
+        let w = s.webhooks.as_ref().expect("webhooks are on by default");
+        assert_eq!(w.awaited_event, "message.status delivered");
+        assert_eq!((w.expected, w.completed), (200, 200), "{w:?}");
+        assert_eq!(w.signature_failures, 0, "{w:?}");
+        assert_eq!(w.verified, w.requests, "{w:?}");
+        assert!(w.status_events >= 200 + w.duplicates, "{w:?}");
+        assert_eq!((w.not_delivered, w.malformed), (0, 0), "{w:?}");
+        let l = w.latency;
+        assert!(
+            l.p50_ms > 0.0 && l.p50_ms <= l.p99_ms && l.p99_ms <= l.max_ms,
+            "{l:?}"
+        );
+        assert!(w.completed_per_sec > 0.0);
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Deserialize;
 use tokio::{net::TcpStream, sync::watch, task::JoinSet, time::Instant};
 
-use super::{BenchError, HttpSummary, Latency, Stop, Traffic};
+use super::{BenchError, HttpSummary, Latency, Stop, Traffic, sink::Awaited};
 
 /// Options of [`run_http`].
 #[derive(Debug, Clone)]
@@ -52,6 +52,9 @@ pub struct HttpOptions {
     pub request_timeout: Duration,
     /// Seeds destinations and the UCS-2 choice, so runs are repeatable.
     pub seed: u64,
+    /// When set, the id and arrival instant of every 202 go here (the e2e webhook sink
+    /// times each message from its 202 to its `delivered` webhook).
+    pub accepted: Option<Arc<Awaited<String>>>,
 }
 
 impl Default for HttpOptions {
@@ -67,6 +70,7 @@ impl Default for HttpOptions {
             progress: false,
             request_timeout: Duration::from_secs(30),
             seed: 0x5EED,
+            accepted: None,
         }
     }
 }
@@ -231,6 +235,7 @@ struct Shared {
     start: Instant,
     deadline: Option<Instant>,
     tickets: AtomicU64,
+    accepted: Option<Arc<Awaited<String>>>,
     live_accepted: AtomicU64,
     live_failed: AtomicU64,
 }
@@ -297,6 +302,8 @@ impl WorkerResult {
 
 #[derive(Deserialize)]
 struct AcceptedBody {
+    #[serde(default)]
+    id: String,
     #[serde(default)]
     segments: u64,
 }
@@ -370,16 +377,20 @@ async fn worker(
             }
         };
         if status == StatusCode::ACCEPTED {
-            let us = started.elapsed().as_micros().max(1) as u64;
+            let answered = Instant::now();
+            let us = answered.duration_since(started).as_micros().max(1) as u64;
             out.latency.saturating_record(us);
             interval
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .saturating_record(us);
             out.accepted += 1;
-            out.accepted_segments += serde_json::from_slice::<AcceptedBody>(&body)
-                .map(|b| b.segments)
-                .unwrap_or(0);
+            if let Ok(b) = serde_json::from_slice::<AcceptedBody>(&body) {
+                out.accepted_segments += b.segments;
+                if let Some(log) = &shared.accepted {
+                    log.start(b.id, answered);
+                }
+            }
             shared.live_accepted.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -508,6 +519,7 @@ pub async fn run_http(opts: HttpOptions) -> Result<HttpSummary, BenchError> {
             Stop::Count(_) => None,
         },
         tickets: AtomicU64::new(0),
+        accepted: opts.accepted.clone(),
         live_accepted: AtomicU64::new(0),
         live_failed: AtomicU64::new(0),
     });

@@ -1,20 +1,27 @@
 //! `smsgate-bench`, the load generator: drives `POST /v1/messages` over keep-alive HTTP/1.1
-//! connections and reports what the gateway accepted and how fast.
+//! connections (or MO texts through the simulator) and reports what the gateway accepted and
+//! how fast.
 //!
 //! Map:
-//! - this file: the options and summary types both modes share.
+//! - this file: the options and summary types the modes share.
 //! - `http`: one worker per connection (hyper `conn::http1`, TCP_NODELAY, no pool), the
 //!   shared ticket schedule, the progress line, and [`run_http`].
-//! - `e2e`: [`run_e2e`] starts a simulator and a daemon in-process on loopback, loads it, and
-//!   waits for every part to reach the carrier and every receipt to be recorded.
-//! - `report`: the aligned text table and the JSON form of the summaries.
+//! - `e2e`: [`run_e2e`] starts a simulator, a daemon and a webhook sink in-process on
+//!   loopback, loads the daemon, and waits for every part to reach the carrier, every receipt
+//!   to be recorded and every `delivered` webhook to arrive.
+//! - `mo`: [`run_mo`] injects MO texts through the simulator into the same stack and waits
+//!   for their `message.received` webhooks.
+//! - `sink`: the webhook receiver: verifies every signature, times the awaited events.
+//! - `report`: the aligned text tables and the JSON form of the summaries.
 //!
 //! Every request is counted exactly once: accepted (202), rejected (other 4xx, by error
 //! code), server error (5xx, by error code) or transport error (connect, I/O, timeout).
 
 mod e2e;
 mod http;
+mod mo;
 mod report;
+mod sink;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -22,7 +29,9 @@ use serde::Serialize;
 
 pub use e2e::{CommitBatches, CpuSplit, E2eOptions, E2eSummary, ThreadGroup, run_e2e};
 pub use http::{HttpOptions, run_http};
-pub use report::{e2e_table, http_table};
+pub use mo::{MoOptions, MoSummary, run_mo};
+pub use report::{e2e_table, http_table, mo_table};
+pub use sink::{Awaited, WebhookSummary};
 
 /// When a run stops issuing requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +64,9 @@ impl Default for Traffic {
 }
 
 /// Errors of a benchmark run. Who returns them: [`run_http`] (bad options, target
-/// unreachable) and [`run_e2e`] (anything in starting or draining the in-process daemon).
+/// unreachable), [`run_e2e`] and [`run_mo`] (anything in starting or draining the in-process
+/// daemon). Failed checks of a completed run (signature failures...) are not errors here:
+/// they are the summary's `problems`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BenchError {

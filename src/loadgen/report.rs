@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
-use super::{E2eSummary, HttpSummary};
+use super::{CpuSplit, E2eSummary, HttpSummary, Latency, MoSummary, WebhookSummary};
 
 /// Serializes a duration as fractional seconds.
 pub(crate) fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -54,15 +54,112 @@ fn http_rows(out: &mut String, s: &HttpSummary) {
     row(out, "rejected (4xx)", by_code(&s.rejected));
     row(out, "server errors (5xx)", by_code(&s.server_errors));
     row(out, "transport errors", by_code(&s.transport_errors));
-    let l = &s.latency;
+    latency_row(out, "accept latency ms", &s.latency);
+}
+
+fn latency_row(out: &mut String, label: &str, l: &Latency) {
     row(
         out,
-        "accept latency ms",
+        label,
         format!(
             "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (mean {:.2})",
             l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms
         ),
     );
+}
+
+/// The sink's counts; `from` names the start of the timed span.
+fn webhook_rows(out: &mut String, w: &WebhookSummary, from: &str) {
+    row(
+        out,
+        "awaited webhooks",
+        format!(
+            "{} of {} messages  ({})",
+            w.completed, w.expected, w.awaited_event
+        ),
+    );
+    row(
+        out,
+        "requests",
+        format!(
+            "{}  (verified {}, message.status {}, message.received {}, other {})",
+            w.requests, w.verified, w.status_events, w.received_events, w.other_events
+        ),
+    );
+    let flag = if w.signature_failures > 0 {
+        "  <-- ERROR"
+    } else {
+        ""
+    };
+    row(
+        out,
+        "signature failures",
+        format!("{}{flag}", w.signature_failures),
+    );
+    row(
+        out,
+        "other anomalies",
+        format!(
+            "malformed {}, not delivered {}, unmatched {}, duplicates {}",
+            w.malformed, w.not_delivered, w.unmatched, w.duplicates
+        ),
+    );
+    row(
+        out,
+        "time to last webhook",
+        format!("{:.2} s", w.time_to_last.as_secs_f64()),
+    );
+    row(
+        out,
+        "throughput",
+        format!(
+            "{:.0} msgs/s with their webhook  ({:.0} webhook requests/s)",
+            w.completed_per_sec, w.requests_per_sec
+        ),
+    );
+    latency_row(out, &format!("{from} -> webhook ms"), &w.latency);
+    if w.before_start_seen > 0 {
+        row(
+            out,
+            "webhook before 202 read",
+            format!("{} (timed as 0)", w.before_start_seen),
+        );
+    }
+}
+
+fn cpu_rows(out: &mut String, cpu: &CpuSplit, span: &str) {
+    let _ = writeln!(out, "CPU ({span})");
+    row(
+        out,
+        "process",
+        format!(
+            "{:.1} s over {:.1} s wall = {:.2} cores",
+            cpu.process_s,
+            cpu.wall_s,
+            cpu.process_s / cpu.wall_s.max(1e-9)
+        ),
+    );
+    let mut threads: Vec<_> = cpu.threads.iter().collect();
+    threads.sort_by(|a, b| b.1.cpu_s.total_cmp(&a.1.cpu_s));
+    for (name, g) in threads {
+        row(
+            out,
+            &format!("{name} x{}", g.threads),
+            format!(
+                "{:.1} s on CPU, {:.1} s waiting for a CPU",
+                g.cpu_s, g.runqueue_wait_s
+            ),
+        );
+    }
+}
+
+fn problem_rows(out: &mut String, problems: &[String]) {
+    if !problems.is_empty() {
+        let _ = writeln!(out, "FAILED CHECKS");
+        for p in problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
 }
 
 /// The `http` mode's summary as an aligned table.
@@ -74,13 +171,21 @@ pub fn http_table(s: &HttpSummary) -> String {
 
 /// The `e2e` mode's summary as an aligned table.
 pub fn e2e_table(s: &E2eSummary) -> String {
-    let mut out = String::from("smsgate-bench e2e (in-process simulator + daemon on loopback)\n");
+    let mut out = format!(
+        "smsgate-bench e2e (in-process simulator + daemon{} on loopback)\n",
+        if s.webhooks.is_some() { " + sink" } else { "" }
+    );
     row(
         &mut out,
         "runtime",
         format!(
-            "one tokio runtime, {} workers, shared by client, daemon and simulator",
-            s.runtime_workers
+            "one tokio runtime, {} workers, shared by {}",
+            s.runtime_workers,
+            if s.webhooks.is_some() {
+                "client, daemon, simulator and webhook sink"
+            } else {
+                "client, daemon and simulator"
+            }
         ),
     );
     row(
@@ -136,34 +241,79 @@ pub fn e2e_table(s: &E2eSummary) -> String {
         .map(|(le, n)| format!("<={le}: {n}"))
         .collect();
     row(&mut out, "batch sizes", buckets.join("  "));
+    if let Some(w) = &s.webhooks {
+        let _ = writeln!(out, "Webhooks (signed, verified by the bench's sink)");
+        webhook_rows(&mut out, w, "202");
+    }
     if let Some(cpu) = &s.cpu {
-        let _ = writeln!(out, "CPU (load start to last receipt)");
-        row(
-            &mut out,
-            "process",
-            format!(
-                "{:.1} s over {:.1} s wall = {:.2} cores",
-                cpu.process_s,
-                cpu.wall_s,
-                cpu.process_s / cpu.wall_s.max(1e-9)
-            ),
-        );
-        let mut threads: Vec<_> = cpu.threads.iter().collect();
-        threads.sort_by(|a, b| b.1.cpu_s.total_cmp(&a.1.cpu_s));
-        for (name, g) in threads {
-            row(
-                &mut out,
-                &format!("{name} x{}", g.threads),
-                format!(
-                    "{:.1} s on CPU, {:.1} s waiting for a CPU",
-                    g.cpu_s, g.runqueue_wait_s
-                ),
-            );
-        }
+        let span = if s.webhooks.is_some() {
+            "load start to last delivered webhook"
+        } else {
+            "load start to last receipt"
+        };
+        cpu_rows(&mut out, cpu, span);
     }
     if let Some(dir) = &s.dir {
         row(&mut out, "kept", dir.display());
     }
+    problem_rows(&mut out, &s.problems);
+    out
+}
+
+/// The `mo` mode's summary as an aligned table.
+pub fn mo_table(s: &MoSummary) -> String {
+    let mut out =
+        String::from("smsgate-bench mo (in-process simulator + daemon + sink on loopback)\n");
+    row(
+        &mut out,
+        "runtime",
+        format!(
+            "one tokio runtime, {} workers, shared by injectors, daemon, simulator and sink",
+            s.runtime_workers
+        ),
+    );
+    row(
+        &mut out,
+        "injectors",
+        format!(
+            "{} (one MO in flight each), {} handsets, {} transceiver bind(s)",
+            s.concurrency, s.handsets, s.binds
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "MO into the daemon (deliver_sm_resp after the store commit)"
+    );
+    row(&mut out, "texts", s.messages);
+    row(&mut out, "acknowledged", s.acked);
+    row(&mut out, "not acknowledged", by_code(&s.refused));
+    row(&mut out, "stored (metrics)", s.stored);
+    row(
+        &mut out,
+        "duration",
+        format!("{:.2} s", s.duration.as_secs_f64()),
+    );
+    row(&mut out, "acked/s", format!("{:.0}", s.acked_per_sec));
+    latency_row(&mut out, "inject -> ack ms", &s.ack_latency);
+    let _ = writeln!(out, "Webhooks (signed, verified by the bench's sink)");
+    webhook_rows(&mut out, &s.webhooks, "inject");
+    let _ = writeln!(out, "Store group commit");
+    let c = &s.commit_batches;
+    row(
+        &mut out,
+        "commits",
+        format!(
+            "{}  ({} operations, mean batch {:.1}, mean commit {:.2} ms)",
+            c.commits, c.operations, c.mean, c.mean_commit_ms
+        ),
+    );
+    if let Some(cpu) = &s.cpu {
+        cpu_rows(&mut out, cpu, "first injection to last webhook");
+    }
+    if let Some(dir) = &s.dir {
+        row(&mut out, "kept", dir.display());
+    }
+    problem_rows(&mut out, &s.problems);
     out
 }
 
