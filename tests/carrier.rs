@@ -474,3 +474,31 @@ async fn queue_depth_is_reported_by_line_class() {
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_deep_backlog_on_a_slow_line_does_not_hold_up_texts_of_other_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(SimConfig::default()).await;
+    // window 8: the dispatcher holds at most 32 claimed messages, far fewer than the backlog.
+    let d = daemon(&s, &dir, "window = 8", Some("rate = 1.0\nburst = 1")).await;
+    let c = reqwest::Client::new();
+    let slow = send_n(&c, &d, CLINIC_KEY, CLINIC_LINE, 200, "bulk").await;
+    let start = Instant::now();
+    let fast = send_n(&c, &d, DENTAL_KEY, DENTAL_LINE, 5, "urgent").await;
+    wait_all(&c, &d, DENTAL_KEY, &fast, "delivered").await;
+    let took = start.elapsed();
+    let clinic_sent = s
+        .submits()
+        .iter()
+        .filter(|x| x.source_addr == "12125551000")
+        .count();
+    assert!(
+        clinic_sent < 50,
+        "the slow line sent {clinic_sent} in {took:?}: it is not paced"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let m = get_message(&c, &d, CLINIC_KEY, &slow[199]).await;
+    assert_eq!(m["status"], "queued", "{m}");
+    d.stop().await;
+    s.shutdown().await;
+}

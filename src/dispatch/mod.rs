@@ -184,7 +184,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
         let claim_now = sched.len() < cap
             && last_empty_claim.is_none_or(|t: Instant| t.elapsed() >= EMPTY_CLAIM_BACKOFF);
         if claim_now {
-            let skip = backlog.lines();
+            let skip = backlog.lines(|l| sched.line_waiting_for_tokens(l));
             let mut claims = vec![(cfg.id.clone(), None)];
             for f in &failover {
                 if f.primary.down_for().is_some_and(|d| d >= f.after) {
@@ -350,8 +350,17 @@ impl Backlog {
         }
     }
 
-    fn lines(&self) -> Vec<String> {
-        self.deep.iter().take(Self::MAX_SKIP).cloned().collect()
+    /// Deep backlogs of lines that `starved` says are waiting for their own rate tokens. A
+    /// line whose backlog only waits for the carrier's window drains at the carrier's pace and
+    /// is claimed like any other: skipping it would leave a busy line (or the only line)
+    /// starved of claims while every claim scanned its queue for nothing.
+    fn lines(&self, starved: impl Fn(&str) -> bool) -> Vec<String> {
+        self.deep
+            .iter()
+            .filter(|l| starved(l))
+            .take(Self::MAX_SKIP)
+            .cloned()
+            .collect()
     }
 }
 

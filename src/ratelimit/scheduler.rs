@@ -277,6 +277,13 @@ impl<T> Scheduler<T> {
         })
     }
 
+    /// The line has queued work and is waiting for its own tokens (not for the carrier's).
+    pub fn line_waiting_for_tokens(&self, line: &str) -> bool {
+        self.slots
+            .get(line)
+            .is_some_and(|&s| matches!(self.lines[s as usize].state, LineState::Waiting(_)))
+    }
+
     /// The carrier answered with a throttling error (ESME_RTHROTTLED, ESME_RMSGQFUL): halve its
     /// rate (floor 1/s), at most once a second.
     pub fn on_throttled(&mut self, now: Instant) {

@@ -75,12 +75,37 @@ impl Decoder for SmppCodec {
         let sequence_number = u32::from_be_bytes([frame[12], frame[13], frame[14], frame[15]]);
         frame.advance(4);
         match Command::decode(&mut frame, length - 4) {
+            // Bytes command_length counts that the PDU does not: the length is wrong
+            // (ESME_RINVCMDLEN), whatever the decoder made of the rest.
+            Ok((_, used)) if used != length - 4 => Ok(Some(Frame::Malformed {
+                command_id,
+                sequence_number,
+                error: format!("command_length {length} but the PDU is {} bytes", used + 4),
+            })),
             Ok((command, _)) => Ok(Some(Frame::Command(command))),
             Err(e) => Ok(Some(Frame::Malformed {
                 command_id,
                 sequence_number,
                 error: e.to_string(),
             })),
+        }
+    }
+
+    /// At end of stream a PDU cut short is dropped: the peer closed the connection, which is
+    /// what the session reports, rather than a framing error.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None => {
+                if !src.is_empty() {
+                    tracing::debug!(
+                        bytes = src.len(),
+                        "connection closed in the middle of a PDU"
+                    );
+                    src.clear();
+                }
+                Ok(None)
+            }
         }
     }
 }
@@ -114,6 +139,46 @@ mod tests {
             &mut b,
         );
         b
+    }
+
+    #[test]
+    fn bytes_beyond_the_pdu_make_it_malformed_and_the_stream_stays_framed() {
+        // enquire_link (no body) whose command_length claims 4 more bytes, then a good one.
+        let mut buf = BytesMut::new();
+        buf.put_u32(20);
+        buf.put_u32(0x0000_0015);
+        buf.put_u32(0);
+        buf.put_u32(5);
+        buf.put_slice(&[1, 2, 3, 4]);
+        buf.extend_from_slice(&enquire(6));
+        let mut codec = SmppCodec::new(4096);
+        match codec.decode(&mut buf).unwrap() {
+            Some(Frame::Malformed {
+                command_id: 0x15,
+                sequence_number: 5,
+                ..
+            }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        match codec.decode(&mut buf).unwrap() {
+            Some(Frame::Command(c)) => assert_eq!(c.sequence_number(), 6),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pdu_cut_short_by_the_end_of_the_stream_is_dropped_not_an_error() {
+        let whole = enquire(7);
+        let mut codec = SmppCodec::new(4096);
+        let mut buf = BytesMut::from(&whole[..10]);
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+        // A whole frame still decodes at the end of the stream.
+        let mut buf = whole.clone();
+        assert!(matches!(
+            codec.decode_eof(&mut buf).unwrap(),
+            Some(Frame::Command(_))
+        ));
     }
 
     #[test]
