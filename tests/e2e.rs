@@ -363,3 +363,51 @@ async fn a_full_store_answers_503_and_keeps_everything_it_accepted() {
     );
     d.stop().await;
 }
+
+/// Bytes of the store's WAL file.
+fn wal_len(db: &std::path::Path) -> u64 {
+    std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |m| m.len())
+}
+
+#[tokio::test]
+async fn checkpoints_truncate_the_wal_only_once_it_passes_its_limit() {
+    use smsgate::{
+        store::{Store, sqlite::SqliteStore},
+        telemetry::Metrics,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let store = SqliteStore::open(&db, 64, std::sync::Arc::new(Metrics::new())).unwrap();
+    // Another connection fills the WAL with ~2 MiB.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE junk (b BLOB)").unwrap();
+    for _ in 0..64 {
+        c.execute("INSERT INTO junk VALUES (zeroblob(32768))", [])
+            .unwrap();
+    }
+    let filled = wal_len(&db);
+    assert!(filled > 1 << 20, "{filled}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Under the limit: PASSIVE checkpoints leave the file as it is.
+    let t = store
+        .spawn_checkpoints_with(&db, Duration::from_millis(10), u64::MAX, stopped.clone())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(wal_len(&db), filled);
+    stop.send(true).unwrap();
+    t.await.unwrap();
+    // Past it: truncated.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let t = store
+        .spawn_checkpoints_with(&db, Duration::from_millis(10), 1 << 20, stopped)
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while wal_len(&db) != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", wal_len(&db));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    t.await.unwrap();
+    drop(c);
+    store.close().await;
+}

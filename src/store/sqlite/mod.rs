@@ -241,6 +241,11 @@ impl Done {
     }
 }
 
+/// WAL size past which a checkpoint truncates it (see `spawn_checkpoints_with`).
+const WAL_TRUNCATE_AT: u64 = 256 << 20;
+/// WAL file size kept when the WAL restarts.
+const WAL_KEEP: i64 = 64 << 20;
+
 fn open_connection(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -292,6 +297,8 @@ impl SqliteStore {
         // WAL checkpoints run on their own connection (see `run_checkpoints`), not inside the
         // writer's commits where they add a database fsync to some requests' latency.
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // When the writer restarts the WAL after a complete checkpoint, the file shrinks to this.
+        writer_conn.pragma_update(None, "journal_size_limit", WAL_KEEP)?;
         if let Some(mb) = max_size_mb {
             let page: i64 = writer_conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
             writer_conn.pragma_update(
@@ -325,26 +332,45 @@ impl SqliteStore {
         &self,
         path: &Path,
         every: std::time::Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> StoreResult<tokio::task::JoinHandle<()>> {
+        self.spawn_checkpoints_with(path, every, WAL_TRUNCATE_AT, shutdown)
+    }
+
+    /// [`spawn_checkpoints`](Self::spawn_checkpoints) with the WAL size past which a checkpoint
+    /// truncates it. PASSIVE checkpoints never wait for the writer, so they cost requests
+    /// nothing; a TRUNCATE holds the writer until the whole WAL is copied back (a stall of
+    /// hundreds of milliseconds under load), so it runs only when the WAL grew past the limit
+    /// (readers kept PASSIVE from finishing). Otherwise the writer restarts the WAL once a
+    /// PASSIVE checkpoint completed, and `journal_size_limit` trims the file then.
+    pub fn spawn_checkpoints_with(
+        &self,
+        path: &Path,
+        every: std::time::Duration,
+        truncate_at: u64,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> StoreResult<tokio::task::JoinHandle<()>> {
         let conn = Arc::new(Mutex::new(open_connection(path)?));
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
         Ok(tokio::spawn(async move {
-            let mut n = 0u64;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
-                n += 1;
-                let mode = if n.is_multiple_of(30) {
-                    "TRUNCATE"
-                } else {
-                    "PASSIVE"
-                };
                 let conn = conn.clone();
+                let wal = wal.clone();
                 let r = tokio::task::spawn_blocking(move || {
                     let c = conn.lock().unwrap_or_else(|p| p.into_inner());
-                    c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
+                    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+                    let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                    if size > truncate_at {
+                        tracing::debug!(wal_bytes = size, "WAL past its limit: truncating");
+                        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                    }
+                    Ok::<_, rusqlite::Error>(())
                 })
                 .await;
                 if let Ok(Err(e)) = r {
