@@ -14,7 +14,7 @@
 //!   round-robin scheduler the dispatcher takes ready work from.
 //! - [`smpp`]: framing, sessions with send windows, bind slots with reconnect, status table.
 //! - [`dlr`]: receipt parsing and carrier id normalisation.
-//! - [`mo`]: what carriers deliver to us (receipts today, inbound texts next).
+//! - [`mo`]: inbound texts: decoding, reassembly, keywords, after-hours replies.
 //! - [`webhook`]: signed (Standard Webhooks) outbox delivery, retries, dead letters.
 //! - [`net`]: outbound HTTP clients (rustls).
 //! - [`sim`]: `smsc-sim`, the carrier simulator (also embedded for `simulator = true`).
@@ -22,7 +22,9 @@
 //! - [`status`]: `smsgate status`, a terminal view built from the admin listener.
 //! - [`systemd`]: sd_notify (READY, STATUS, STOPPING, WATCHDOG) without libsystemd.
 //! - [`telemetry`]: logging setup and the Prometheus registry.
-//! - [`app`]: wiring, start order and drain order.
+//! - [`app`]: wiring, start order and drain order, reloads.
+//! - [`loadgen`]: `smsgate-bench`: HTTP load, in-process end-to-end and MO runs with a
+//!   signature-checking webhook sink.
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -125,8 +125,10 @@ pub struct Failover {
 const SCHEDULED_WINDOWS: usize = 4;
 /// How long to wait before claiming again after a claim that skipped lines found nothing.
 const EMPTY_CLAIM_BACKOFF: Duration = Duration::from_millis(100);
-/// A line with this many messages already waiting for tokens gets no more claimed for now.
+/// A line with this many messages already waiting for tokens gets no more claimed for now...
 const LINE_BACKLOG: usize = 8;
+/// ...when they take at least this long to go out at the line's rate.
+const SLOW_BACKLOG: Duration = Duration::from_secs(1);
 
 /// Claims and sends one carrier's queued messages until shutdown: claimed messages wait in a
 /// fair scheduler until their line and the carrier have rate tokens, then their parts are
@@ -184,7 +186,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
         let claim_now = sched.len() < cap
             && last_empty_claim.is_none_or(|t: Instant| t.elapsed() >= EMPTY_CLAIM_BACKOFF);
         if claim_now {
-            let skip = backlog.lines(|l| sched.line_waiting_for_tokens(l));
+            let skip = backlog.lines(|l| sched.line_backlog(l) >= SLOW_BACKLOG);
             let mut claims = vec![(cfg.id.clone(), None)];
             for f in &failover {
                 if f.primary.down_for().is_some_and(|d| d >= f.after) {
@@ -350,14 +352,14 @@ impl Backlog {
         }
     }
 
-    /// Deep backlogs of lines that `starved` says are waiting for their own rate tokens. A
-    /// line whose backlog only waits for the carrier's window drains at the carrier's pace and
-    /// is claimed like any other: skipping it would leave a busy line (or the only line)
-    /// starved of claims while every claim scanned its queue for nothing.
-    fn lines(&self, starved: impl Fn(&str) -> bool) -> Vec<String> {
+    /// Deep backlogs of lines that `slow` says take long to send at their own rate. A fast
+    /// line's backlog drains at the carrier's pace and is claimed like any other: skipping it
+    /// would leave a busy line (or the only line) without claims while every claim scanned its
+    /// queue for nothing.
+    fn lines(&self, slow: impl Fn(&str) -> bool) -> Vec<String> {
         self.deep
             .iter()
-            .filter(|l| starved(l))
+            .filter(|l| slow(l))
             .take(Self::MAX_SKIP)
             .cloned()
             .collect()

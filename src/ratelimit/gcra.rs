@@ -56,6 +56,11 @@ impl Gcra {
 
     /// The earliest instant `cost` tokens can be spent; `None` if they can be at any time.
     /// A cost above the burst needs a full bucket.
+    /// How long `cost` tokens take at this rate (zero when unlimited).
+    pub(crate) fn time_for(&self, cost: u64) -> Duration {
+        Duration::from_nanos(self.interval_ns.saturating_mul(cost))
+    }
+
     pub(crate) fn ready_at(&self, cost: u32) -> Option<Instant> {
         let tat = self.tat?;
         let slack = self.burst - cost.min(self.burst);

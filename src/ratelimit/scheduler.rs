@@ -10,6 +10,7 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, VecDeque},
+    time::Duration,
 };
 
 use tokio::time::Instant;
@@ -277,11 +278,20 @@ impl<T> Scheduler<T> {
         })
     }
 
-    /// The line has queued work and is waiting for its own tokens (not for the carrier's).
-    pub fn line_waiting_for_tokens(&self, line: &str) -> bool {
-        self.slots
-            .get(line)
-            .is_some_and(|&s| matches!(self.lines[s as usize].state, LineState::Waiting(_)))
+    /// How long the line's queued work takes to go out at the line's own rate (zero for an
+    /// unknown line or an unlimited rate). The dispatcher stops claiming for a line whose
+    /// backlog lasts long, so one slow line cannot fill the scheduler.
+    pub fn line_backlog(&self, line: &str) -> Duration {
+        self.slots.get(line).map_or(Duration::ZERO, |&s| {
+            let l = &self.lines[s as usize];
+            let cost: u64 = l
+                .high
+                .iter()
+                .chain(&l.normal)
+                .map(|q| u64::from(q.cost))
+                .sum();
+            l.bucket.time_for(cost)
+        })
     }
 
     /// The carrier answered with a throttling error (ESME_RTHROTTLED, ESME_RMSGQFUL): halve its

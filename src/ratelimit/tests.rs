@@ -277,6 +277,21 @@ fn a_reloaded_carrier_rate_applies_and_the_same_rate_keeps_the_throttled_state()
 }
 
 #[test]
+fn a_line_backlog_is_its_queued_segments_at_its_own_rate() {
+    let mut s = Scheduler::new(Some(1.0), 1);
+    s.push("slow", LineLimit::new(2.0, 1), 3, Priority::Normal, 0);
+    s.push("slow", LineLimit::new(2.0, 1), 1, Priority::High, 1);
+    s.push("fast", UNLIMITED, 5, Priority::Normal, 2);
+    assert_eq!(s.line_backlog("slow"), ms(2_000), "4 segments at 2/s");
+    assert_eq!(
+        s.line_backlog("fast"),
+        Duration::ZERO,
+        "unlimited: never slow"
+    );
+    assert_eq!(s.line_backlog("unknown"), Duration::ZERO);
+}
+
+#[test]
 fn a_line_blocked_by_the_carrier_keeps_its_turn() {
     let start = Instant::now();
     let mut s = Scheduler::new(Some(1.0), 1);
