@@ -88,6 +88,7 @@ pub async fn run_with_reload(
     let sqlite = Arc::new(sqlite);
     let store: Arc<dyn Store> = sqlite.clone();
     let requeued = store.requeue_in_flight().await?;
+    metrics.requeued_at_start.inc_by(requeued);
     if requeued > 0 {
         tracing::info!(
             requeued,

@@ -91,6 +91,7 @@ async fn kill_9_under_load_five_times_loses_nothing_accepted() {
             }
         }));
     }
+    let mut requeued = 0usize;
     for round in 0..=KILLS {
         let mut p = spawn();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -104,6 +105,18 @@ async fn kill_9_under_load_five_times_loses_nothing_accepted() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // What this start put back in the queue: the only source of duplicates here (the
+        // carrier never drops a connection in this test).
+        requeued += reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("smsgate_requeued_at_start_total "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .expect("smsgate_requeued_at_start_total in /metrics");
         tokio::time::sleep(Duration::from_millis(400)).await;
         if round == KILLS {
             running.store(false, Ordering::Relaxed);
@@ -137,6 +150,10 @@ async fn kill_9_under_load_five_times_loses_nothing_accepted() {
                     assert!(
                         dups <= KILLS * WINDOW * 2,
                         "{dups} duplicates for {KILLS} kills"
+                    );
+                    assert!(
+                        dups <= requeued,
+                        "{dups} duplicates but only {requeued} messages were requeued at start"
                     );
                     break;
                 }

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub scheduler_queued: IntGaugeVec,
     pub queue_depth: IntGauge,
     pub queue_depth_by_class: IntGaugeVec,
+    pub requeued_at_start: IntCounter,
     pub message_mix: IntCounterVec,
     pub opt_out_changes: IntCounterVec,
     pub store_commit_batch: Histogram,
@@ -175,6 +176,13 @@ impl Metrics {
                         "Messages queued or sending, by the rate class of their line (long_code, toll_free, short_code)."
                     ),
                     &["class"]
+                )
+                .expect("valid metric")
+            ),
+            requeued_at_start: reg!(
+                IntCounter::new(
+                    "smsgate_requeued_at_start_total",
+                    "Messages found mid-send at start (the last run stopped before recording their outcome) and queued again: the carrier may see them twice."
                 )
                 .expect("valid metric")
             ),
