@@ -411,3 +411,43 @@ async fn checkpoints_truncate_the_wal_only_once_it_passes_its_limit() {
     drop(c);
     store.close().await;
 }
+
+#[tokio::test]
+async fn per_line_metrics_count_messages_and_segments_and_can_be_turned_off() {
+    for on in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Simulator::start(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            SimConfig::default(),
+        )
+        .await;
+        let mut text = config_text(&dir.path().join("t.db"), s.local_addr().port(), "");
+        if !on {
+            text = format!("[admin]\nline_metrics = false\n{text}");
+        }
+        let d = Daemon::start(&text).await;
+        assert!(d.wait_ready(Duration::from_secs(10)).await);
+        let c = reqwest::Client::new();
+        for body in ["short".to_owned(), "x".repeat(400)] {
+            let (status, b) = send(
+                &c,
+                &d,
+                CLINIC_KEY,
+                json!({"from": CLINIC_LINE, "to": "+19175551234", "body": body}),
+            )
+            .await;
+            assert_eq!(status, 202, "{b}");
+        }
+        let m = d.metrics().await;
+        let series = [
+            "smsgate_line_messages_total{line=\"+12125551000\"} 2",
+            "smsgate_line_segments_total{line=\"+12125551000\"} 4",
+        ];
+        for want in series {
+            assert_eq!(m.contains(want), on, "{want} (line_metrics {on}) in\n{m}");
+        }
+        assert!(!m.contains("smsgate_line_messages_total{line=\"+12125552000\"}"));
+        d.stop().await;
+        s.shutdown().await;
+    }
+}

@@ -375,6 +375,14 @@ async fn submit_inner(
                 .inner
                 .metrics
                 .count_mix(plan.encoding.as_str(), plan.parts as u32);
+            if snap.config.admin.line_metrics {
+                let m = &state.inner.metrics;
+                let l = line.number.as_str();
+                m.line_messages.with_label_values(&[l]).inc();
+                m.line_segments
+                    .with_label_values(&[l])
+                    .inc_by(plan.parts as u64);
+            }
             if let Some(w) = state.inner.wake.get(&line.carrier) {
                 w.notify_one();
             }

@@ -100,6 +100,8 @@ pub struct Http {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// Per-line series on /metrics (one per configured line).
+    pub line_metrics: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -192,12 +192,15 @@ impl Default for RawHttp {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
     pub listen: Spanned<String>,
+    /// Export per-line series (`smsgate_line_*`). Default: on with at most 1,000 lines.
+    pub line_metrics: Option<bool>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: Spanned::new(0..0, "127.0.0.1:9090".into()),
+            line_metrics: None,
         }
     }
 }

@@ -8,6 +8,9 @@ use std::{
 };
 
 use sha2::Digest as _;
+
+/// Up to this many lines, per-line metrics are on unless the config says otherwise.
+const LINE_METRICS_DEFAULT_MAX: usize = 1000;
 use toml::Spanned;
 
 use super::{
@@ -103,6 +106,12 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
     };
     let admin = Admin {
         listen: e.addr(&raw.admin.listen, "admin.listen"),
+        // A series per line is what an operator with a few lines wants and what a
+        // Prometheus with 100,000 lines does not.
+        line_metrics: raw
+            .admin
+            .line_metrics
+            .unwrap_or(raw.lines.len() <= LINE_METRICS_DEFAULT_MAX),
     };
     let RawStore {
         path,

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub queue_depth_by_class: IntGaugeVec,
     pub requeued_at_start: IntCounter,
     pub message_mix: IntCounterVec,
+    pub line_messages: IntCounterVec,
+    pub line_segments: IntCounterVec,
     pub opt_out_changes: IntCounterVec,
     pub store_commit_batch: Histogram,
     pub store_commit_seconds: Histogram,
@@ -190,6 +192,16 @@ impl Metrics {
                 "smsgate_messages_accepted_mix_total",
                 "Messages accepted at the API by encoding and number of parts (1, 2, 3, 4-6, 7+).",
                 &["encoding", "parts"]
+            )),
+            line_messages: reg!(counter_vec(
+                "smsgate_line_messages_total",
+                "Messages accepted at the API per sending line (only with admin.line_metrics).",
+                &["line"]
+            )),
+            line_segments: reg!(counter_vec(
+                "smsgate_line_segments_total",
+                "Segments (parts) of the messages accepted at the API per sending line (only with admin.line_metrics).",
+                &["line"]
             )),
             opt_out_changes: reg!(counter_vec(
                 "smsgate_opt_out_changes_total",
