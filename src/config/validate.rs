@@ -478,6 +478,38 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                 }
             }
         }
+        // Texts smsgate sends by itself from this line must fit its carrier, or they could
+        // only fail later.
+        let segment_opts = crate::segment::Options {
+            smart_encoding: l.smart_encoding,
+            ..carriers
+                .iter()
+                .find(|c| c.id == *l.carrier.get_ref())
+                .map(|c| c.segment.clone())
+                .unwrap_or_default()
+        };
+        let own_replies = [
+            ("help_text", l.help_text.as_deref()),
+            (
+                "after_hours_reply",
+                hours
+                    .as_ref()
+                    .and_then(|h: &crate::policy::Hours| h.after_hours_reply()),
+            ),
+        ];
+        for (what, text) in own_replies {
+            if let Some(text) = text
+                && let Err(err) = crate::segment::segment(text, &segment_opts, 0)
+            {
+                e.at(
+                    &l.number,
+                    format!(
+                        "line {what} cannot be sent on carrier {:?}: {err}",
+                        l.carrier.get_ref()
+                    ),
+                );
+            }
+        }
         if let Some(number) = number {
             if lines.contains_key(&number) {
                 e.at(&l.number, format!("duplicate line {}", l.number.get_ref()));
@@ -489,14 +521,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                     number,
                     app: l.app.get_ref().clone(),
                     carrier: l.carrier.get_ref().clone(),
-                    segment: crate::segment::Options {
-                        smart_encoding: l.smart_encoding,
-                        ..carriers
-                            .iter()
-                            .find(|c| c.id == *l.carrier.get_ref())
-                            .map(|c| c.segment.clone())
-                            .unwrap_or_default()
-                    },
+                    segment: segment_opts,
                     fallback_carriers: l
                         .fallback_carriers
                         .iter()
@@ -657,6 +682,36 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
             crate::policy::Keywords::new(&Default::default()).expect("default keywords are valid")
         }
     };
+
+    // Keyword replies go out from every line.
+    for (number, line) in &lines {
+        let replies = [
+            (
+                "stop reply",
+                keywords.reply_for(crate::policy::Keyword::Stop, None),
+            ),
+            (
+                "start reply",
+                keywords.reply_for(crate::policy::Keyword::Start, None),
+            ),
+            (
+                "help reply",
+                keywords.reply_for(crate::policy::Keyword::Help, None),
+            ),
+        ];
+        for (what, text) in replies {
+            if let Err(err) = crate::segment::segment(text, &line.segment, 0) {
+                let message = format!(
+                    "opt_out {what} cannot be sent from line {number} on carrier {:?}: {err}",
+                    line.carrier
+                );
+                match &raw.opt_out {
+                    Some(span) => e.at(span, message),
+                    None => e.global(message),
+                }
+            }
+        }
+    }
 
     if e.list.is_empty() {
         Ok(Config {

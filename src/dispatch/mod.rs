@@ -41,6 +41,7 @@ use crate::{
 /// Parts of one message still waiting for their outcome.
 struct InFlight {
     carrier: Arc<str>,
+    pdus: Option<u32>,
     attempts: u32,
     remaining: usize,
     outcomes: Vec<(u32, PartOutcome)>,
@@ -57,12 +58,20 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    fn register(&self, id: MessageId, carrier: Arc<str>, attempts: u32, parts: usize) {
+    fn register(
+        &self,
+        id: MessageId,
+        carrier: Arc<str>,
+        attempts: u32,
+        parts: usize,
+        pdus: Option<u32>,
+    ) {
         let mut map = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(
             id,
             InFlight {
                 carrier,
+                pdus,
                 attempts,
                 remaining: parts,
                 outcomes: Vec::with_capacity(parts),
@@ -84,6 +93,7 @@ impl Tracker {
         Some(Attempt {
             id: ctx.message.clone(),
             carrier: done.carrier.to_string(),
+            pdus: done.pdus,
             parts: done.outcomes,
         })
     }
@@ -251,12 +261,40 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
                 .lines
                 .get(&m.line)
                 .map_or(&cfg.segment, |l| &l.segment);
-            let parts = build_parts(&m, opts, reference.fetch_add(1, Ordering::Relaxed));
+            let (parts, pdus) = match build_parts(
+                &m,
+                opts,
+                reference.fetch_add(1, Ordering::Relaxed),
+            ) {
+                Ok(built) => built,
+                Err(reason) => {
+                    // Nothing this carrier can take (e.g. an auto-reply longer than its
+                    // max_parts): fail it rather than leave it sending.
+                    tracing::warn!(message = %m.id, %reason, "cannot segment a stored message for this carrier");
+                    let _ = store
+                        .record_attempt(Attempt {
+                            id: m.id.clone(),
+                            carrier: cfg.id.clone(),
+                            pdus: None,
+                            parts: vec![(
+                                1,
+                                PartOutcome::Permanent {
+                                    status: 0,
+                                    reason: "cannot_segment".into(),
+                                    not_textable: None,
+                                },
+                            )],
+                        })
+                        .await;
+                    continue;
+                }
+            };
             tracker.register(
                 m.id.clone(),
                 carrier.id.clone(),
                 m.attempts,
                 parts.len().max(1),
+                Some(pdus),
             );
             if parts.is_empty() {
                 // Every part already went out in an earlier attempt: settle it now.
@@ -313,6 +351,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
             .record_attempt(Attempt {
                 id: m.id.clone(),
                 carrier: cfg.id.clone(),
+                pdus: None,
                 parts: vec![(1, PartOutcome::Lost)],
             })
             .await;
@@ -372,15 +411,15 @@ async fn store_lost(store: &Arc<dyn Store>, tracker: &Tracker, ctx: PartCtx) -> 
 }
 
 /// Builds the submit_sm of every part not yet accepted by the carrier.
-fn build_parts(m: &Claimed, opts: &segment::Options, reference: u16) -> Vec<SubmitRequest> {
-    let seg = match segment::segment(&m.body, opts, reference) {
-        Ok(s) => s,
-        Err(e) => {
-            // Accepted bodies were planned with the same options, so this is a bug.
-            tracing::error!(message = %m.id, error = %e, "cannot segment a stored message");
-            return Vec::new();
-        }
-    };
+/// The submits of a message's parts not yet accepted, and how many submits the whole message
+/// takes on this carrier.
+fn build_parts(
+    m: &Claimed,
+    opts: &segment::Options,
+    reference: u16,
+) -> Result<(Vec<SubmitRequest>, u32), String> {
+    let seg = segment::segment(&m.body, opts, reference).map_err(|e| e.to_string())?;
+    let pdus = seg.parts.len() as u32;
     let source = m
         .line
         .digits()
@@ -433,7 +472,7 @@ fn build_parts(m: &Claimed, opts: &segment::Options, reference: u16) -> Vec<Subm
             },
         });
     }
-    out
+    Ok((out, pdus))
 }
 
 /// Turns one carrier's session completions into recorded attempts, until every sender is gone.

@@ -187,6 +187,9 @@ pub enum PartOutcome {
 pub struct Attempt {
     pub id: MessageId,
     pub carrier: String,
+    /// How many submit_sm the whole message takes on this carrier, when the dispatcher built
+    /// them (one for `concat = "payload"` however many segments the text has).
+    pub pdus: Option<u32>,
     pub parts: Vec<(u32, PartOutcome)>,
 }
 

@@ -166,6 +166,11 @@ CREATE TABLE after_hours_replies (
     PRIMARY KEY (line, number)
 ) WITHOUT ROWID;
 "#,
+    // How many submit_sm a message takes on its carrier when that differs from its segments
+    // (one message_payload PDU for a 3-segment text); NULL: one per segment.
+    r#"
+ALTER TABLE messages ADD COLUMN pdus INTEGER;
+"#,
 ];
 
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -860,6 +865,12 @@ fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
         .prepare_cached("SELECT status FROM messages WHERE id = ?1")?
         .query_row(params![a.id.as_str()], |r| r.get(0))
         .optional()?;
+    if let Some(pdus) = a.pdus {
+        c.prepare_cached(
+            "UPDATE messages SET pdus = ?2 WHERE id = ?1 AND pdus IS NOT ?2 AND segments != ?2",
+        )?
+        .execute(params![a.id.as_str(), pdus])?;
+    }
     if status.as_deref() != Some("sending") {
         // Already final (e.g. a receipt beat us) or unknown: nothing to move.
         return Ok(());
@@ -876,6 +887,11 @@ fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
                     ),
                 )
             }
+            // Refused before any submit (code 0): the text does not fit this carrier.
+            None if code == 0 => (
+                reason.to_owned(),
+                "the text cannot be sent on this carrier: it does not fit the carrier's encodings and part limit".to_owned(),
+            ),
             None => (
                 reason.to_owned(),
                 format!("carrier refused the message: {reason} (command_status 0x{code:08X})"),
@@ -905,7 +921,7 @@ fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
 /// `undelivered` from its parts' receipts.
 fn settle(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> StoreResult<MessageState> {
     let (status, segments): (String, u32) = c
-        .prepare_cached("SELECT status, segments FROM messages WHERE id = ?1")?
+        .prepare_cached("SELECT status, coalesce(pdus, segments) FROM messages WHERE id = ?1")?
         .query_row(params![id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let current = MessageState::parse(&status).unwrap_or(MessageState::Sending);
     if current.is_final() || current == MessageState::Queued {
