@@ -294,7 +294,8 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
                 carrier.id.clone(),
                 m.attempts,
                 parts.len().max(1),
-                Some(pdus),
+                // Stored only where it differs from the segments (message_payload).
+                (pdus != m.segments).then_some(pdus),
             );
             if parts.is_empty() {
                 // Every part already went out in an earlier attempt: settle it now.
