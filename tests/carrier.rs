@@ -145,6 +145,10 @@ async fn throttling_answers_delay_messages_but_every_one_is_delivered() {
         !m.contains("result=\"permanent\""),
         "throttling is never a failure: {m}"
     );
+    assert!(
+        m.contains("smsgate_submit_errors_total{carrier=\"sim\",status=\"ESME_RTHROTTLED\"}"),
+        "{m}"
+    );
     d.stop().await;
     s.shutdown().await;
 }

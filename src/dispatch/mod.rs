@@ -528,6 +528,21 @@ fn classify(
             .with_label_values(&[carrier])
             .observe(l.as_secs_f64());
     }
+    if let SubmitResult::Response { status, .. } = result
+        && *status != 0
+    {
+        // Named statuses only: a carrier's arbitrary values must not grow the label set.
+        let name = status::name(*status);
+        let name = if name.starts_with("ESME_") {
+            name.as_str()
+        } else {
+            "other"
+        };
+        metrics
+            .submit_errors
+            .with_label_values(&[carrier, name])
+            .inc();
+    }
     let (label, outcome) = match result {
         SubmitResult::Response { status, message_id } => match cfg.classify(*status) {
             StatusClass::Ok => (

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub queue_depth_by_class: IntGaugeVec,
     pub requeued_at_start: IntCounter,
     pub message_mix: IntCounterVec,
+    pub submit_errors: IntCounterVec,
     pub line_messages: IntCounterVec,
     pub line_segments: IntCounterVec,
     pub opt_out_changes: IntCounterVec,
@@ -188,6 +189,11 @@ impl Metrics {
                 )
                 .expect("valid metric")
             ),
+            submit_errors: reg!(counter_vec(
+                "smsgate_submit_errors_total",
+                "submit_sm answered with an error, by carrier and command_status name (vendor or unknown statuses: other).",
+                &["carrier", "status"]
+            )),
             message_mix: reg!(counter_vec(
                 "smsgate_messages_accepted_mix_total",
                 "Messages accepted at the API by encoding and number of parts (1, 2, 3, 4-6, 7+).",
