@@ -1,6 +1,9 @@
 //! Keeps a carrier's binds up: each bind slot connects, binds, runs a session and, when the
 //! session fails, reconnects with exponential backoff and jitter. Each slot owns a submit
 //! channel that outlives its sessions, so a reconnect loses nothing that was queued.
+//! A slot binds as a transceiver, or (`bind_type = "transmitter_receiver"`) as a transmitter
+//! next to a receiver slot of its own. When a reload changes the carrier's connection settings,
+//! the slots re-bind one at a time (see [`CarrierHandle::reconfigure`]).
 
 use std::{
     sync::{
