@@ -451,3 +451,25 @@ async fn per_line_metrics_count_messages_and_segments_and_can_be_turned_off() {
         s.shutdown().await;
     }
 }
+
+#[test]
+fn per_line_metrics_are_off_by_default_past_a_thousand_lines() {
+    let base = config_text(std::path::Path::new("t.db"), 2775, "");
+    let parse = |text: &str| {
+        smsgate::config::parse(text)
+            .expect("valid")
+            .admin
+            .line_metrics
+    };
+    assert!(parse(&base), "2 lines: on");
+    let many: String = (0..1000)
+        .map(|i| {
+            format!(
+                "\n[[lines]]\nnumber = \"+1646234{i:04}\"\napp = \"clinic\"\ncarrier = \"sim\"\n"
+            )
+        })
+        .collect();
+    let big = format!("{base}{many}");
+    assert!(!parse(&big), "1,002 lines: off");
+    assert!(parse(&format!("[admin]\nline_metrics = true\n{big}")));
+}

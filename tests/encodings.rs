@@ -313,8 +313,8 @@ async fn payload_sends_one_submit_with_message_payload() {
         assert!(p.sar.is_none());
         assert_eq!(p.message_payload.as_deref(), Some(&bytes[..]));
     }
-    // A one-segment text settles on its one receipt. (Long ones do not yet: see
-    // `a_long_payload_message_settles_on_its_one_pdu`.)
+    // A one-segment text settles on its one receipt (long ones: see
+    // `a_long_payload_message_settles_on_its_one_pdu`).
     wait_delivered(&c, &d, CLINIC_LINE, &one).await;
     let m = get_message(&c, &d, CLINIC_KEY, a["id"].as_str().unwrap()).await;
     assert_eq!(m["parts"].as_array().map(Vec::len), Some(1), "{m}");
@@ -325,8 +325,7 @@ async fn payload_sends_one_submit_with_message_payload() {
 
 /// With `concat = "payload"` the message's `segments` is the carrier's likely split (3 here:
 /// what the API answers, the rate limiter charges and `max_parts` checks), but only one PDU
-/// is sent and one part row is written; the store settles a message only when it has as many
-/// parts as `segments`, so a long payload message stays `sending` forever.
+/// is sent and one part row is written: the store settles it on that one PDU (`pdus`).
 #[tokio::test]
 async fn a_long_payload_message_settles_on_its_one_pdu() {
     let (_dir, s, d) = start("concat = \"payload\"", "").await;
@@ -524,17 +523,7 @@ async fn smart_encoding_replaces_look_alikes_on_its_line_only() {
     assert_eq!(plain[0].short_message, utf16be(text));
 
     // The conversation shows what was actually sent.
-    let conv: Value = c
-        .get(d.url(&format!(
-            "/v1/lines/{CLINIC_LINE}/conversations/{PATIENT}/messages"
-        )))
-        .bearer_auth(CLINIC_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv: Value = clinic_conversation(&c, &d, PATIENT).await;
     assert_eq!(conv["messages"][0]["body"], replaced, "{conv}");
     d.stop().await;
     s.shutdown().await;
@@ -615,17 +604,7 @@ async fn mo_default_alphabet(alphabet: Option<&str>, bytes: Vec<u8>) -> String {
     .unwrap();
     // Acknowledged only once stored: the conversation has it now.
     let c = reqwest::Client::new();
-    let conv: Value = c
-        .get(d.url(&format!(
-            "/v1/lines/{CLINIC_LINE}/conversations/{PATIENT}/messages"
-        )))
-        .bearer_auth(CLINIC_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv: Value = clinic_conversation(&c, &d, PATIENT).await;
     let msgs = conv["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 1, "{conv}");
     assert_eq!(msgs[0]["direction"], "inbound", "{conv}");

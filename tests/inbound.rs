@@ -280,20 +280,9 @@ async fn a_long_text_in_parts_out_of_order_arrives_once_and_the_conversation_sho
     // A carrier redelivering a part (our ack was lost) must not make a second text.
     s.inject_mo(dup).await.unwrap();
 
-    let conv_url = d.url(&format!(
-        "/v1/lines/{CLINIC_LINE}/conversations/{PATIENT}/messages"
-    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let msgs = loop {
-        let b: serde_json::Value = c
-            .get(&conv_url)
-            .bearer_auth(CLINIC_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let b = clinic_conversation(&c, &d, PATIENT).await;
         let msgs = b["messages"].as_array().unwrap().clone();
         if msgs.len() >= 2 || tokio::time::Instant::now() > deadline {
             break msgs;
@@ -323,7 +312,9 @@ async fn a_long_text_in_parts_out_of_order_arrives_once_and_the_conversation_sho
     );
 
     let csv = c
-        .get(format!("{conv_url}?format=csv"))
+        .get(d.url(&format!(
+            "/v1/lines/{CLINIC_LINE}/conversations/{PATIENT}/messages?format=csv"
+        )))
         .bearer_auth(CLINIC_KEY)
         .send()
         .await
@@ -408,17 +399,7 @@ async fn retention_prunes_old_texts_but_never_the_opt_out_list() {
             .send()
             .await
             .unwrap();
-        let conv: serde_json::Value = c
-            .get(d.url(&format!(
-                "/v1/lines/{CLINIC_LINE}/conversations/{PATIENT}/messages"
-            )))
-            .bearer_auth(CLINIC_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let conv: serde_json::Value = clinic_conversation(&c, &d, PATIENT).await;
         if r.status() == 404 && conv["messages"].as_array().unwrap().is_empty() {
             break;
         }

@@ -294,3 +294,62 @@ async fn changed_carrier_settings_rebind_one_bind_at_a_time_and_lose_nothing() {
     old.shutdown().await;
     new.shutdown().await;
 }
+
+struct NoInbound;
+impl smsgate::smpp::session::InboundHandler for NoInbound {
+    fn deliver_sm(
+        &self,
+        _: std::sync::Arc<str>,
+        _: rusmpp::pdus::DeliverSm,
+    ) -> futures::future::BoxFuture<'static, u32> {
+        Box::pin(async { 0 })
+    }
+}
+
+#[tokio::test]
+async fn only_connection_changes_rebind_and_other_carrier_settings_apply_in_place() {
+    use std::sync::Arc;
+    let port = free_port();
+    let carrier = |extra: &str| {
+        smsgate::config::parse(&config_text(std::path::Path::new("t.db"), port, extra))
+            .expect("valid")
+            .carriers[0]
+            .clone()
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (completions, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (handle, tasks) = smsgate::smpp::carrier::start(
+        carrier(""),
+        Arc::new(NoInbound),
+        completions,
+        Arc::new(smsgate::telemetry::Metrics::new()),
+        stopped,
+    );
+    assert_eq!(handle.settings().max_rate, None);
+    // Contract and status meanings: applied, no re-bind.
+    assert!(!handle.reconfigure(carrier(
+        "max_rate = 5.0\nstatus_overrides = { \"0x45\" = \"permanent\" }"
+    )));
+    assert_eq!(handle.settings().max_rate, Some(5.0));
+    assert_eq!(handle.settings().status_overrides.len(), 1);
+    // Anything the session is opened with: re-bind.
+    for change in [
+        "window = 8",
+        "interface_version = \"5.0\"",
+        "address_range = \"1212\"",
+        "enquire_link = \"5s\"",
+    ] {
+        assert!(handle.reconfigure(carrier(change)), "{change}");
+        assert!(
+            !handle.reconfigure(carrier(change)),
+            "{change} again: nothing new"
+        );
+    }
+    stop.send(true).unwrap();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("slots stop")
+            .unwrap();
+    }
+}

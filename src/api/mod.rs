@@ -335,10 +335,12 @@ async fn metrics(State(s): State<AdminState>) -> Response {
             RateClass::TollFree => 1,
             RateClass::ShortCode => 2,
         };
-        for (line, n) in &by_line {
-            let class = crate::domain::PhoneNumber::parse(line)
-                .ok()
-                .and_then(|p| config.lines.get(&p).map(|l| l.rate_class))
+        for (line, n) in by_line {
+            // Stored numbers are already normalised: no parsing per line and scrape.
+            let class = config
+                .lines
+                .get(&crate::domain::PhoneNumber::from_store(line))
+                .map(|l| l.rate_class)
                 .unwrap_or_default();
             by_class[class_index(class)] += n;
         }

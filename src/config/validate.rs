@@ -683,8 +683,13 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         }
     };
 
-    // Keyword replies go out from every line.
-    for (number, line) in &lines {
+    // Keyword replies go out from every line; what decides whether they fit is the line's
+    // carrier and its smart encoding, so each pair is checked once (not once per line).
+    let mut checked = HashSet::new();
+    for line in lines.values() {
+        if !checked.insert((line.carrier.as_str(), line.segment.smart_encoding)) {
+            continue;
+        }
         let replies = [
             (
                 "stop reply",
@@ -702,7 +707,7 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
         for (what, text) in replies {
             if let Err(err) = crate::segment::segment(text, &line.segment, 0) {
                 let message = format!(
-                    "opt_out {what} cannot be sent from line {number} on carrier {:?}: {err}",
+                    "opt_out {what} cannot be sent on carrier {:?}: {err}",
                     line.carrier
                 );
                 match &raw.opt_out {

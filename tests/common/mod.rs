@@ -144,8 +144,13 @@ pub async fn send(client: &reqwest::Client, d: &Daemon, key: &str, body: Value) 
 }
 
 pub async fn get_message(client: &reqwest::Client, d: &Daemon, key: &str, id: &str) -> Value {
+    get_json(client, d, key, &format!("/v1/messages/{id}")).await
+}
+
+/// GET `path` on the app listener with `key`; the JSON body.
+pub async fn get_json(client: &reqwest::Client, d: &Daemon, key: &str, path: &str) -> Value {
     client
-        .get(d.url(&format!("/v1/messages/{id}")))
+        .get(d.url(path))
         .bearer_auth(key)
         .send()
         .await
@@ -153,6 +158,17 @@ pub async fn get_message(client: &reqwest::Client, d: &Daemon, key: &str, id: &s
         .json()
         .await
         .unwrap()
+}
+
+/// The clinic line's conversation with `number`, newest first.
+pub async fn clinic_conversation(client: &reqwest::Client, d: &Daemon, number: &str) -> Value {
+    get_json(
+        client,
+        d,
+        CLINIC_KEY,
+        &format!("/v1/lines/{CLINIC_LINE}/conversations/{number}/messages"),
+    )
+    .await
 }
 
 /// Polls a message until its status is `want` (or the timeout passes); returns the last view.
