@@ -279,7 +279,7 @@ pub async fn run_dispatcher(d: Dispatcher, mut shutdown: watch::Receiver<bool>) 
                             parts: vec![(
                                 1,
                                 PartOutcome::Permanent {
-                                    status: 0,
+                                    status: None,
                                     reason: "cannot_segment".into(),
                                     not_textable: None,
                                 },
@@ -575,7 +575,7 @@ fn classify(
             StatusClass::Permanent => (
                 "permanent",
                 PartOutcome::Permanent {
-                    status: *status,
+                    status: Some(*status),
                     reason: status::name(*status),
                     not_textable: cfg
                         .not_textable_statuses

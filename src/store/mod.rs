@@ -174,7 +174,9 @@ pub enum PartOutcome {
     /// `not_textable` marks the number (landline, not a mobile...) when the carrier's config
     /// says this status means so.
     Permanent {
-        status: u32,
+        /// The carrier's command_status; `None` when nothing was submitted because the text
+        /// does not fit the carrier (encodings, part limit).
+        status: Option<u32>,
         reason: String,
         not_textable: Option<NotTextable>,
     },

@@ -842,7 +842,7 @@ fn claim(
 fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
     let now = now_millis();
     let mut retry_delay: Option<std::time::Duration> = None;
-    let mut permanent: Option<(u32, &str, Option<&NotTextable>)> = None;
+    let mut permanent: Option<(Option<u32>, &str, Option<&NotTextable>)> = None;
     for (seq, outcome) in &a.parts {
         match outcome {
             PartOutcome::Accepted { carrier_message_id } => {
@@ -881,25 +881,26 @@ fn attempt(c: &Connection, ctx: &Ctx<'_>, a: &Attempt) -> StoreResult<()> {
         return Ok(());
     }
     if let Some((code, reason, not_textable)) = permanent {
-        let (error_code, error_message) = match not_textable {
-            Some(nt) => {
+        let (error_code, error_message) = match (not_textable, code) {
+            (Some(nt), code) => {
                 mark_not_textable(c, &a.id, &a.carrier, nt, now)?;
                 (
                     "not_textable".to_owned(),
                     format!(
-                        "the number cannot take texts: {} (command_status 0x{code:08X})",
-                        nt.reason
+                        "the number cannot take texts: {} (command_status 0x{:08X})",
+                        nt.reason,
+                        code.unwrap_or_default()
                     ),
                 )
             }
-            // Refused before any submit (code 0): the text does not fit this carrier.
-            None if code == 0 => (
-                reason.to_owned(),
-                "the text cannot be sent on this carrier: it does not fit the carrier's encodings and part limit".to_owned(),
-            ),
-            None => (
+            (None, Some(code)) => (
                 reason.to_owned(),
                 format!("carrier refused the message: {reason} (command_status 0x{code:08X})"),
+            ),
+            // Nothing was submitted: the text does not fit this carrier.
+            (None, None) => (
+                reason.to_owned(),
+                "the text cannot be sent on this carrier: it does not fit the carrier's encodings and part limit".to_owned(),
             ),
         };
         c.prepare_cached(
