@@ -345,6 +345,23 @@ async fn only_connection_changes_rebind_and_other_carrier_settings_apply_in_plac
             "{change} again: nothing new"
         );
     }
+    // A CA file renewed in place (same path, new content) re-binds too.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/test-ca.pem"
+    ))
+    .unwrap();
+    std::fs::write(&ca, &pem).unwrap();
+    let tls = format!(
+        "tls = true\ntls_ca_file = \"{}\"\ntls_server_name = \"localhost\"",
+        ca.display()
+    );
+    assert!(handle.reconfigure(carrier(&tls)), "TLS on");
+    assert!(!handle.reconfigure(carrier(&tls)), "same file");
+    std::fs::write(&ca, format!("{pem}\n")).unwrap();
+    assert!(handle.reconfigure(carrier(&tls)), "renewed file");
     stop.send(true).unwrap();
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(10), t)
