@@ -514,3 +514,38 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
 async fn wait_for(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(port: u16, carrier_extra: &str) -> Config {
+        crate::config::parse(&format!(
+            "[[apps]]\nid = \"a\"\napi_keys = [\"test-key-app-000001\"]\n\
+             [[carriers]]\nid = \"c\"\nport = {port}\nsystem_id = \"gw\"\npassword = \"pw\"\n{carrier_extra}\n\
+             [[lines]]\nnumber = \"+12125551000\"\napp = \"a\"\ncarrier = \"c\"\n"
+        ))
+        .expect("valid")
+    }
+
+    #[test]
+    fn only_the_shape_of_the_carriers_needs_a_restart_not_their_connection() {
+        let base = config(2775, "");
+        for (port, applied) in [
+            (2776, ""),
+            (2775, "window = 8"),
+            (2775, "interface_version = \"5.0\""),
+            (2775, "max_rate = 5.0"),
+        ] {
+            let new = config(port, applied);
+            assert!(restart_only_changes(&base, &new).is_empty(), "{applied}");
+        }
+        for restart in ["binds = 2", "bind_type = \"transmitter_receiver\""] {
+            assert_eq!(
+                restart_only_changes(&base, &config(2775, restart)),
+                ["carriers (added, removed, binds, bind_type or simulator)"],
+                "{restart}"
+            );
+        }
+    }
+}
