@@ -27,7 +27,7 @@ use super::{
 use crate::{
     domain::{MessageId, PhoneNumber, now_millis},
     segment::{self, SegmentError},
-    store::{Idempotency, InsertOutcome, MessageKind, NewMessage, view::message_json},
+    store::{Idempotency, InsertOutcome, MessageKind, NewMessage, view::message_view},
 };
 
 /// A text to send.
@@ -556,10 +556,10 @@ pub async fn get(
             .get_message(app.id.clone(), id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such message"))?;
-        Ok::<_, ApiError>(Json(message_json(&msg)))
+        Ok::<_, ApiError>(Json(message_view(&msg)).into_response())
     };
     match run().await {
-        Ok(j) => j.into_response(),
+        Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
@@ -571,8 +571,8 @@ error_responses!(GetErrors {
     503 => ["overloaded", "unavailable", "timeout"],
 });
 
-/// A message as `GET /v1/messages/{id}` answers it (built by `store::view::message_json`,
-/// which webhook events share).
+/// A message as `GET /v1/messages/{id}` answers it; `message.status` webhook events carry
+/// the same object in `data` (both are built by `store::view::message_view`).
 #[derive(ToSchema)]
 #[schema(as = Message)]
 #[allow(dead_code)] // describes a body built elsewhere

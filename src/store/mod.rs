@@ -588,8 +588,9 @@ pub trait Store: Send + Sync + 'static {
         exclude: Vec<i64>,
     ) -> BoxFuture<'_, StoreResult<Vec<OutboxEvent>>>;
 
-    /// Records a delivery attempt's outcome.
-    fn record_event(&self, seq: i64, outcome: EventOutcome) -> BoxFuture<'_, StoreResult<()>>;
+    /// Records the outcomes of delivery attempts (`seq`, outcome), all in one operation: a
+    /// busy dispatcher hands them over in batches rather than one store round trip each.
+    fn record_events(&self, outcomes: Vec<(i64, EventOutcome)>) -> BoxFuture<'_, StoreResult<()>>;
 
     /// Dead letters of an app, oldest first, after outbox position `after`.
     fn dead_events(

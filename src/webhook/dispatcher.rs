@@ -4,7 +4,8 @@
 //! due once the previous one is recorded (per-conversation order). Each lane (one per app with
 //! an endpoint) starts a delivery task per event under its own semaphore, so a slow or dead
 //! endpoint only ever fills its own lane. A delivery task signs and POSTs, releases its permit
-//! as soon as the response is in, records the outcome, and tells the loop.
+//! as soon as the response is in, and hands the outcome to the recorder, which writes the
+//! outcomes that came in meanwhile to the store in one operation and then tells the loop.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -42,6 +43,8 @@ const BATCH: usize = 1000;
 const MAX_PARKED: usize = 100_000;
 /// A response body is read (so the connection can be reused) up to this size, then dropped.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Most outcomes the recorder writes in one store operation.
+const RECORD_BATCH: usize = 1024;
 /// Fetches triggered by completions are at least this far apart.
 const MIN_FETCH_GAP: Duration = Duration::from_millis(2);
 /// Under load, fetch again after this many completions (a fetch reads every pending event's
@@ -80,11 +83,14 @@ pub async fn run_dispatcher(
         hard_stop: hard_stop.clone(),
     });
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let mut router = Router::start(&ctx, endpoints, &metrics, &done_tx, &stop_lanes);
+    let (record_tx, record_rx) = mpsc::unbounded_channel();
+    tokio::spawn(run_recorder(ctx.clone(), record_rx, done_tx));
+    let mut router = Router::start(&ctx, endpoints, &metrics, &record_tx, &stop_lanes);
     // Lanes also stop if this future is dropped instead of shut down.
     let _lanes = stop_lanes.clone().drop_guard();
-    // Only lanes and deliveries hold senders now: `recv` ends once all of them are gone.
-    drop(done_tx);
+    // Only lanes and deliveries hold recorder senders now, and only the recorder holds the
+    // done sender: `recv` ends once all of them are gone.
+    drop(record_tx);
     let gauge = CancellationToken::new();
     tokio::spawn(run_outbox_gauge(store.clone(), metrics, gauge.clone()));
     let _gauge = gauge.drop_guard();
@@ -176,6 +182,14 @@ struct Done {
     lane: usize,
 }
 
+/// A delivery finished; its outcome waits for the recorder.
+#[derive(Debug)]
+struct Finished {
+    seq: i64,
+    lane: usize,
+    outcome: EventOutcome,
+}
+
 /// Loop-side state of one app's lane.
 struct Lane {
     tx: mpsc::Sender<OutboxEvent>,
@@ -247,7 +261,7 @@ impl Router {
         ctx: &Arc<Ctx>,
         endpoints: HashMap<String, Endpoint>,
         metrics: &WebhookMetrics,
-        done: &mpsc::UnboundedSender<Done>,
+        record: &mpsc::UnboundedSender<Finished>,
         stop: &CancellationToken,
     ) -> Self {
         let concurrency = ctx.cfg.per_endpoint_concurrency.max(1);
@@ -287,7 +301,7 @@ impl Router {
                 shared.clone(),
                 ctx.clone(),
                 rx,
-                done.clone(),
+                record.clone(),
                 stop.clone(),
             ));
             by_app.insert(app, idx);
@@ -399,7 +413,7 @@ async fn run_lane(
     lane: Arc<LaneShared>,
     ctx: Arc<Ctx>,
     mut rx: mpsc::Receiver<OutboxEvent>,
-    done: mpsc::UnboundedSender<Done>,
+    record: mpsc::UnboundedSender<Finished>,
     stop: CancellationToken,
 ) {
     loop {
@@ -419,14 +433,59 @@ async fn run_lane(
                 Err(_) => return,
             },
         };
-        let (lane, ctx, done) = (lane.clone(), ctx.clone(), done.clone());
+        let (lane, ctx, record) = (lane.clone(), ctx.clone(), record.clone());
         tokio::spawn(async move {
             tokio::select! {
                 biased;
                 _ = ctx.hard_stop.cancelled() => {}
-                _ = deliver(&ctx, &lane, ev, permit, &done) => {}
+                _ = deliver(&ctx, &lane, ev, permit, &record) => {}
             }
         });
+    }
+}
+
+/// Writes finished deliveries' outcomes to the store, as many as came in while the previous
+/// write was committing in one operation (the webhook's share of the store writer was one
+/// operation per event), then tells the loop. Ends when every sender is gone and all is
+/// written, or at `hard_stop` (what is not written stays pending and goes out again).
+async fn run_recorder(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::UnboundedReceiver<Finished>,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    loop {
+        let n = tokio::select! {
+            biased;
+            _ = ctx.hard_stop.cancelled() => return,
+            n = rx.recv_many(&mut batch, RECORD_BATCH) => n,
+        };
+        if n == 0 {
+            return;
+        }
+        let mut finished = Vec::with_capacity(batch.len());
+        let outcomes = batch
+            .drain(..)
+            .map(|f: Finished| {
+                finished.push(Done {
+                    seq: f.seq,
+                    lane: f.lane,
+                });
+                (f.seq, f.outcome)
+            })
+            .collect();
+        let recorded = tokio::select! {
+            biased;
+            _ = ctx.hard_stop.cancelled() => return,
+            r = ctx.store.record_events(outcomes) => r,
+        };
+        if let Err(e) = recorded {
+            // Not recorded: the events are still pending and will be delivered again.
+            tracing::error!(events = finished.len(), error = %e, "cannot record webhook outcomes");
+        }
+        for d in finished {
+            let _ = done.send(d);
+        }
     }
 }
 
@@ -498,13 +557,13 @@ enum DeadReason {
     Invalid,
 }
 
-/// One delivery: sign, POST, record, report.
+/// One delivery: sign, POST, hand the outcome to the recorder.
 async fn deliver(
     ctx: &Ctx,
     lane: &LaneShared,
     ev: OutboxEvent,
     permit: OwnedSemaphorePermit,
-    done: &mpsc::UnboundedSender<Done>,
+    record: &mpsc::UnboundedSender<Finished>,
 ) {
     let OutboxEvent {
         seq,
@@ -529,13 +588,10 @@ async fn deliver(
         rand::random::<f64>(),
     );
     observe(lane, &id, attempts + 1, &attempted, &outcome, dead);
-    if let Err(e) = ctx.store.record_event(seq, outcome).await {
-        // Not recorded: the event is still pending and will be delivered again.
-        tracing::error!(app = %lane.app, event = %id, error = %e, "cannot record a webhook outcome");
-    }
-    let _ = done.send(Done {
+    let _ = record.send(Finished {
         seq,
         lane: lane.idx,
+        outcome,
     });
 }
 

@@ -198,7 +198,7 @@ enum Op {
     Receipt(Receipt, Reply<ReceiptMatch>),
     RequeueInFlight(Reply<u64>),
     Enqueue(NewEvent, Reply<()>),
-    EventResult(i64, EventOutcome, Reply<()>),
+    EventResults(Vec<(i64, EventOutcome)>, Reply<()>),
     Replay(String, Option<EventId>, Reply<u64>),
     Inbound(InboundPart, InboundPlanner, Reply<InboundOutcome>),
     ExpirePartials(Millis, InboundPlanner, Reply<u64>),
@@ -520,7 +520,7 @@ fn fail(op: Op, msg: &str) -> Done {
         Op::Attempt(_, tx) => Done::Unit(tx, e(msg)),
         Op::Receipt(_, tx) => Done::Receipt(tx, e(msg)),
         Op::RequeueInFlight(tx) => Done::Count(tx, e(msg)),
-        Op::Enqueue(_, tx) | Op::EventResult(_, _, tx) | Op::PutNumber(_, tx) => {
+        Op::Enqueue(_, tx) | Op::EventResults(_, tx) | Op::PutNumber(_, tx) => {
             Done::Unit(tx, e(msg))
         }
         Op::Replay(_, _, tx)
@@ -645,9 +645,14 @@ fn apply(tx: &Transaction<'_>, ctx: &Ctx<'_>, op: Op) -> Done {
                 insert_event(c, &ev)
             }),
         ),
-        Op::EventResult(seq, outcome, reply) => {
-            Done::Unit(reply, guarded(tx, |c| event_result(c, seq, &outcome)))
-        }
+        Op::EventResults(outcomes, reply) => Done::Unit(
+            reply,
+            guarded(tx, |c| {
+                outcomes
+                    .iter()
+                    .try_for_each(|(seq, outcome)| event_result(c, *seq, outcome))
+            }),
+        ),
         Op::Replay(app, id, reply) => Done::Count(
             reply,
             guarded(tx, |c| {
@@ -1179,15 +1184,10 @@ fn emit_status(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> St
     if ctx.hooks.is_empty() {
         return Ok(());
     }
-    // Only read and render the message when it has somewhere to go.
-    let row: Option<(String, Option<String>)> = c
-        .prepare_cached("SELECT app_id, status_url FROM messages WHERE id = ?1")?
-        .query_row(params![id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((app, url)) = row else {
+    let Some((mut m, url)) = read_message_row(c, id)? else {
         return Ok(());
     };
-    let wanted = match ctx.hooks.get(&app) {
+    let wanted = match ctx.hooks.get(&m.app_id) {
         Some(true) => true,
         Some(false) => url.is_some(),
         None => false,
@@ -1195,9 +1195,8 @@ fn emit_status(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> St
     if !wanted {
         return Ok(());
     }
-    let Some(m) = read_message_by_id(c, id)? else {
-        return Ok(());
-    };
+    // Parts only when the event goes somewhere.
+    m.parts = read_parts(c, id)?;
     let event = OutEvent {
         app_id: &m.app_id,
         kind: "message.status",
@@ -1205,7 +1204,7 @@ fn emit_status(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> St
         number: &m.to,
         url,
     };
-    emit(c, ctx, event, super::view::message_json(&m), now)
+    emit(c, ctx, event, &super::view::message_view(&m), now)
 }
 
 /// Where an event goes.
@@ -1238,14 +1237,25 @@ fn emit_event(
         number,
         url: None,
     };
-    emit(c, ctx, event, data, now)
+    emit(c, ctx, event, &data, now)
+}
+
+/// The webhook body: `{"created_at", "data", "id", "type"}` (the key order a
+/// `serde_json::Value` prints).
+#[derive(serde::Serialize)]
+struct Envelope<'a, T: serde::Serialize> {
+    created_at: String,
+    data: &'a T,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
 }
 
 fn emit(
     c: &Connection,
     ctx: &Ctx<'_>,
     e: OutEvent<'_>,
-    data: serde_json::Value,
+    data: &impl serde::Serialize,
     now: Millis,
 ) -> StoreResult<()> {
     let (app_id, kind, line, number) = (e.app_id, e.kind, e.line, e.number);
@@ -1255,12 +1265,13 @@ fn emit(
         _ => return Ok(()),
     }
     let event_id = EventId::generate();
-    let payload = serde_json::json!({
-        "id": event_id.as_str(),
-        "type": kind,
-        "created_at": crate::domain::rfc3339(now),
-        "data": data,
-    });
+    let payload = serde_json::to_string(&Envelope {
+        created_at: crate::domain::rfc3339(now),
+        data,
+        id: event_id.as_str(),
+        kind,
+    })
+    .map_err(|e| StoreError::Internal(format!("cannot render an event: {e}")))?;
     ctx.emitted.set(true);
     insert_event(
         c,
@@ -1269,7 +1280,7 @@ fn emit(
             app_id: app_id.to_owned(),
             kind: kind.to_owned(),
             conversation: format!("{}:{}", line.as_str(), number.as_str()),
-            payload: payload.to_string(),
+            payload,
             url: e.url,
             created_at: now,
         },
@@ -1355,6 +1366,10 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEvent> {
     })
 }
 
+/// The oldest pending event of each conversation (read from `events_pending` alone).
+const PENDING_HEADS: &str =
+    "SELECT min(seq) FROM events WHERE state = 'pending' GROUP BY conversation";
+
 const EVENT_COLUMNS: &str =
     "seq, id, app_id, type, conversation, payload, url, attempts, created_at, last_error";
 
@@ -1367,35 +1382,48 @@ fn read_message(
 }
 
 fn read_message_by_id(c: &Connection, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
-    let row = c
-        .prepare_cached(
-            "SELECT app_id, line, to_number, client_ref, encoding, segments, status, error_code, \
-             error_message, carrier, attempts, created_at, updated_at FROM messages WHERE id = ?1",
-        )?
-        .query_row(params![id.as_str()], |r| {
-            Ok(MessageRecord {
-                id: id.clone(),
-                app_id: r.get(0)?,
-                line: PhoneNumber::from_store(r.get(1)?),
-                to: PhoneNumber::from_store(r.get(2)?),
-                client_ref: r.get(3)?,
-                encoding: r.get(4)?,
-                segments: r.get(5)?,
-                state: MessageState::parse(&r.get::<_, String>(6)?).unwrap_or(MessageState::Queued),
-                error_code: r.get(7)?,
-                error_message: r.get(8)?,
-                carrier: r.get(9)?,
-                attempts: r.get(10)?,
-                created_at: r.get(11)?,
-                updated_at: r.get(12)?,
-                parts: Vec::new(),
-            })
-        })
-        .optional()?;
-    let Some(mut msg) = row else {
+    let Some((mut msg, _)) = read_message_row(c, id)? else {
         return Ok(None);
     };
-    msg.parts = c
+    msg.parts = read_parts(c, id)?;
+    Ok(Some(msg))
+}
+
+/// The message row without its parts, and its `status_url`.
+fn read_message_row(
+    c: &Connection,
+    id: &MessageId,
+) -> StoreResult<Option<(MessageRecord, Option<String>)>> {
+    Ok(c.prepare_cached(
+        "SELECT app_id, line, to_number, client_ref, encoding, segments, status, error_code, \
+             error_message, carrier, attempts, created_at, updated_at, status_url \
+             FROM messages WHERE id = ?1",
+    )?
+    .query_row(params![id.as_str()], |r| {
+        let m = MessageRecord {
+            id: id.clone(),
+            app_id: r.get(0)?,
+            line: PhoneNumber::from_store(r.get(1)?),
+            to: PhoneNumber::from_store(r.get(2)?),
+            client_ref: r.get(3)?,
+            encoding: r.get(4)?,
+            segments: r.get(5)?,
+            state: MessageState::parse(&r.get::<_, String>(6)?).unwrap_or(MessageState::Queued),
+            error_code: r.get(7)?,
+            error_message: r.get(8)?,
+            carrier: r.get(9)?,
+            attempts: r.get(10)?,
+            created_at: r.get(11)?,
+            updated_at: r.get(12)?,
+            parts: Vec::new(),
+        };
+        Ok((m, r.get(13)?))
+    })
+    .optional()?)
+}
+
+fn read_parts(c: &Connection, id: &MessageId) -> StoreResult<Vec<PartRecord>> {
+    Ok(c
         .prepare_cached(
             "SELECT seq, carrier, carrier_message_id, status, receipt_stat, receipt_err, sent_at, done_at \
              FROM parts WHERE message_id = ?1 ORDER BY seq",
@@ -1412,8 +1440,7 @@ fn read_message_by_id(c: &Connection, id: &MessageId) -> StoreResult<Option<Mess
                 done_at: r.get(7)?,
             })
         })?
-        .collect::<Result<_, _>>()?;
-    Ok(Some(msg))
+        .collect::<Result<_, _>>()?)
 }
 
 impl Store for SqliteStore {
@@ -1599,20 +1626,24 @@ impl Store for SqliteStore {
         exclude: Vec<i64>,
     ) -> BoxFuture<'_, StoreResult<Vec<OutboxEvent>>> {
         self.read(move |c| {
-            // The head (oldest pending event) of each conversation, if it is due: a later event
-            // never overtakes an earlier one that is waiting for a retry.
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN \
-                 (SELECT min(seq) FROM events WHERE state = 'pending' GROUP BY conversation) \
-                 AND next_attempt_at <= ?1 ORDER BY seq LIMIT ?2"
-            );
+            // The head (oldest pending event) of each conversation, from the pending index
+            // alone (a covering scan, no table reads): a later event never overtakes an
+            // earlier one that is waiting for a retry.
             let exclude: std::collections::HashSet<i64> = exclude.into_iter().collect();
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![now, (limit + exclude.len()) as i64], event_row)?;
-            let mut out = Vec::with_capacity(limit);
-            for r in rows {
-                let ev = r?;
-                if !exclude.contains(&ev.seq) {
+            let mut heads: Vec<i64> = c
+                .prepare_cached(PENDING_HEADS)?
+                .query_map([], |r| r.get(0))?
+                .filter(|s| !matches!(s, Ok(seq) if exclude.contains(seq)))
+                .collect::<Result<_, _>>()?;
+            heads.sort_unstable();
+            // Then only the heads not already in flight are read, payload and all. Reading
+            // the in-flight ones too (and dropping them here) was most of this query's cost.
+            let mut one = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1 AND next_attempt_at <= ?2"
+            ))?;
+            let mut out = Vec::with_capacity(limit.min(heads.len()));
+            for seq in heads {
+                if let Some(ev) = one.query_row(params![seq, now], event_row).optional()? {
                     out.push(ev);
                     if out.len() == limit {
                         break;
@@ -1624,9 +1655,8 @@ impl Store for SqliteStore {
         .boxed()
     }
 
-    fn record_event(&self, seq: i64, outcome: EventOutcome) -> BoxFuture<'_, StoreResult<()>> {
-        self.call(move |tx| Op::EventResult(seq, outcome, tx))
-            .boxed()
+    fn record_events(&self, outcomes: Vec<(i64, EventOutcome)>) -> BoxFuture<'_, StoreResult<()>> {
+        self.call(move |tx| Op::EventResults(outcomes, tx)).boxed()
     }
 
     fn dead_events(
@@ -1672,5 +1702,105 @@ impl Store for SqliteStore {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EventId;
+
+    fn open(dir: &Path) -> SqliteStore {
+        SqliteStore::open(&dir.join("smsgate.db"), 64, Arc::new(Metrics::new())).expect("opens")
+    }
+
+    fn event(conversation: &str, at: Millis) -> NewEvent {
+        let id = EventId::generate();
+        NewEvent {
+            payload: format!(r#"{{"id":"{}"}}"#, id.as_str()),
+            id,
+            app_id: "clinic".into(),
+            kind: "message.status".into(),
+            conversation: conversation.into(),
+            url: None,
+            created_at: at,
+        }
+    }
+
+    fn seqs(events: &[OutboxEvent]) -> Vec<i64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn due_events_should_return_each_conversations_head_in_outbox_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let now = now_millis();
+        // a1 b1 a2 c1 b2: heads are a1, b1, c1.
+        for conv in ["a", "b", "a", "c", "b"] {
+            store.enqueue_event(event(conv, now)).await.unwrap();
+        }
+        let all = store.due_events(now, 10, vec![]).await.unwrap();
+        let convs: Vec<&str> = all.iter().map(|e| e.conversation.as_str()).collect();
+        assert_eq!(convs, ["a", "b", "c"]);
+        let (a1, b1, c1) = (all[0].seq, all[1].seq, all[2].seq);
+        assert!(a1 < b1 && b1 < c1);
+
+        // In flight (excluded): a later event of the same conversation still waits.
+        let rest = store.due_events(now, 10, vec![a1]).await.unwrap();
+        assert_eq!(seqs(&rest), [b1, c1]);
+        assert_eq!(seqs(&store.due_events(now, 1, vec![]).await.unwrap()), [a1]);
+
+        // a1 delivered, b1 to be retried later, c1 dead: a2 is due, b2 waits behind b1.
+        store
+            .record_events(vec![
+                (a1, EventOutcome::Delivered),
+                (
+                    b1,
+                    EventOutcome::Retry {
+                        next_attempt_at: now + 60_000,
+                        error: "endpoint answered 500".into(),
+                    },
+                ),
+                (
+                    c1,
+                    EventOutcome::Dead {
+                        error: "gone".into(),
+                    },
+                ),
+            ])
+            .await
+            .unwrap();
+        let next = store.due_events(now, 10, vec![]).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].conversation, "a");
+        assert!(
+            b1 < next[0].seq && next[0].seq < c1,
+            "a2 was enqueued between b1 and c1"
+        );
+        // Once the retry is due, b1 (not b2) comes back, with its attempt counted.
+        let later = store.due_events(now + 60_000, 10, vec![]).await.unwrap();
+        assert_eq!(seqs(&later), [b1, next[0].seq]);
+        assert_eq!(later[0].attempts, 1);
+        assert_eq!(
+            later[0].last_error.as_deref(),
+            Some("endpoint answered 500")
+        );
+        assert_eq!(store.outbox_depth().await.unwrap(), 3);
+    }
+
+    #[test]
+    fn the_conversation_heads_should_be_read_from_the_pending_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open_connection(&dir.path().join("smsgate.db")).unwrap();
+        migrate(&mut c).unwrap();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {PENDING_HEADS}"))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan, ["SCAN events USING COVERING INDEX events_pending"]);
     }
 }
