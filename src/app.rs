@@ -440,12 +440,18 @@ pub async fn run_with_reload(
 
 /// Apps that can be sent events (they have signing secrets), and whether they have an
 /// endpoint of their own.
-fn webhook_apps(config: &Config) -> Vec<(String, bool)> {
+fn webhook_apps(config: &Config) -> Vec<(String, crate::store::WebhookApp)> {
     config
         .apps
         .iter()
         .filter(|a| !a.webhook_secrets.is_empty())
-        .map(|a| (a.id.clone(), a.webhook_url.is_some()))
+        .map(|a| {
+            let app = crate::store::WebhookApp {
+                has_url: a.webhook_url.is_some(),
+                status_events: a.status_events,
+            };
+            (a.id.clone(), app)
+        })
         .collect()
 }
 

@@ -352,3 +352,87 @@ async fn a_message_status_url_gets_that_message_s_events_even_without_an_app_end
     d.stop().await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn status_events_should_send_only_the_states_an_app_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let seen = sink(hook).await;
+    let s = Simulator::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SimConfig::default(),
+    )
+    .await;
+    let cfg = with_webhook(
+        config_text(&dir.path().join("t.db"), s.local_addr().port(), ""),
+        port,
+    )
+    .replacen(
+        "webhook_secrets = [",
+        "status_events = [\"delivered\", \"undelivered\", \"failed\", \"expired\"]\nwebhook_secrets = [",
+        1,
+    );
+    let d = Daemon::start(&cfg).await;
+    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    let c = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (status, b) = send(
+            &c,
+            &d,
+            CLINIC_KEY,
+            json!({"from": CLINIC_LINE, "to": PATIENT, "body": format!("Reminder {i}")}),
+        )
+        .await;
+        assert_eq!(status, 202, "{b}");
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    // An inbound text after them: other event types are not filtered.
+    let evs = events_until(&seen, |e| {
+        e.iter()
+            .filter(|v| v["data"]["status"] == "delivered")
+            .count()
+            == 3
+    })
+    .await;
+    s.inject_mo(MoMessage::text(PATIENT, CLINIC_LINE, "Thanks"))
+        .await
+        .unwrap();
+    let evs_after =
+        events_until(&seen, |e| e.iter().any(|v| v["type"] == "message.received")).await;
+    let statuses: Vec<(&str, &str)> = evs_after
+        .iter()
+        .filter(|v| v["type"] == "message.status")
+        .map(|v| {
+            (
+                v["data"]["id"].as_str().unwrap(),
+                v["data"]["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // One event per message, its final state; the messages still went through every state.
+    let expected: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "delivered")).collect();
+    assert_eq!(statuses, expected, "{evs:?}");
+    for id in &ids {
+        let r = c
+            .get(d.url(&format!("/v1/messages/{id}")))
+            .bearer_auth(CLINIC_KEY)
+            .send()
+            .await
+            .unwrap();
+        let m: Value = r.json().await.unwrap();
+        assert_eq!(m["status"], "delivered", "{m}");
+        assert_eq!(m["parts"][0]["status"], "delivered", "{m}");
+    }
+    assert_eq!(
+        evs_after
+            .iter()
+            .filter(|v| v["type"] == "message.received")
+            .count(),
+        1,
+        "{evs_after:?}"
+    );
+    d.stop().await;
+    s.shutdown().await;
+}

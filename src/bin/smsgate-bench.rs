@@ -130,6 +130,10 @@ struct E2eArgs {
     /// webhooks.concurrency of the daemon (requests in flight to the sink).
     #[arg(long)]
     webhook_concurrency: Option<usize>,
+    /// The bench app's `status_events` (comma-separated states, e.g.
+    /// `delivered,undelivered,failed,expired`); default: every state change.
+    #[arg(long, value_delimiter = ',')]
+    status_events: Option<Vec<String>>,
     #[command(flatten)]
     load: Load,
 }
@@ -258,6 +262,7 @@ fn main() -> ExitCode {
                 settle_timeout: a.settle_timeout,
                 webhooks: !a.no_webhooks,
                 webhook_concurrency: a.webhook_concurrency,
+                status_events: a.status_events,
             };
             rt.block_on(loadgen::run_e2e(opts)).map(|s| {
                 let report = if a.load.json {

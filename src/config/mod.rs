@@ -121,6 +121,8 @@ pub struct App {
     pub webhook_url: Option<String>,
     /// Signing keys (decoded `whsec_` secrets); the first signs, all are sent while rotating.
     pub webhook_secrets: Vec<Vec<u8>>,
+    /// The states whose `message.status` events this app gets (default: all of them).
+    pub status_events: crate::domain::StateSet,
 }
 
 /// Hand-written so api keys and secrets never reach a log through `{:?}`.

@@ -237,6 +237,9 @@ pub struct RawApp {
     pub webhook_url: Option<Spanned<String>>,
     #[serde(default)]
     pub webhook_secrets: Vec<Spanned<String>>,
+    /// Which `message.status` events go out; absent: every state change.
+    #[serde(default)]
+    pub status_events: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -17,7 +17,7 @@ use super::{
     Admin, App, Carrier, Config, ConfigError, Http, Line, Store, line_of,
     raw::{BindType, RawConfig, RawStore},
 };
-use crate::domain::PhoneNumber;
+use crate::domain::{MessageState, PhoneNumber, StateSet};
 
 struct Errors<'a> {
     text: &'a str,
@@ -187,11 +187,31 @@ pub fn validate(text: &str, raw: RawConfig) -> Result<Config, Vec<ConfigError>> 
                 format!("app {id:?} has a webhook_url but no webhook_secrets"),
             );
         }
+        let status_events = match &a.status_events {
+            None => StateSet::status_events(),
+            Some(list) => list.iter().fold(StateSet::EMPTY, |set, s| {
+                match MessageState::parse(s.get_ref()).filter(|st| *st != MessageState::Queued) {
+                    Some(st) => set.with(st),
+                    None => {
+                        e.at(
+                            s,
+                            format!(
+                                "status_events: {:?} is not a message state with events; use \
+                                 sending, sent, delivered, undelivered, failed or expired",
+                                s.get_ref()
+                            ),
+                        );
+                        set
+                    }
+                }
+            }),
+        };
         apps.push(Arc::new(App {
             id: id.clone(),
             api_keys: keys,
             webhook_url,
             webhook_secrets,
+            status_events,
         }));
     }
 
@@ -850,6 +870,31 @@ carrier = "sim"
         assert!(parse(&ok).is_ok());
         let short = ok.replace(&"t".repeat(40), "short");
         assert!(errors(&short)[0].1.contains("at least 32 characters"));
+    }
+
+    #[test]
+    fn status_events_are_parsed_and_unknown_states_refused_with_their_line() {
+        use crate::domain::MessageState;
+        let all = parse(GOOD).unwrap();
+        assert!(all.apps[0].status_events.contains(MessageState::Sending));
+        let some = GOOD.replace(
+            "api_keys = [\"0123456789abcdef\"]",
+            "api_keys = [\"0123456789abcdef\"]\nstatus_events = [\"delivered\", \"failed\"]",
+        );
+        let cfg = parse(&some).unwrap();
+        let set = cfg.apps[0].status_events;
+        assert!(set.contains(MessageState::Delivered) && set.contains(MessageState::Failed));
+        assert!(!set.contains(MessageState::Sending) && !set.contains(MessageState::Sent));
+
+        let bad = some.replace("\"failed\"]", "\"failed\",\n  \"queued\", \"read\"]");
+        let errs = errors(&bad);
+        let lines: Vec<_> = errs.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![Some(9), Some(9)], "{errs:?}");
+        assert!(
+            errs[0].1.contains("\"queued\" is not a message state"),
+            "{errs:?}"
+        );
+        assert!(errs[1].1.contains("\"read\""), "{errs:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod state;
 
 pub use id::{EventId, MessageId, new_id};
 pub use phone::{NumberError, PhoneNumber, redact};
-pub use state::MessageState;
+pub use state::{MessageState, StateSet};
 
 /// Milliseconds since the Unix epoch; the store's clock unit.
 pub type Millis = i64;

@@ -49,6 +49,37 @@ impl MessageState {
     }
 }
 
+/// A set of message states: which `message.status` events an app wants (`[[apps]]
+/// status_events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSet(u8);
+
+impl StateSet {
+    pub const EMPTY: StateSet = StateSet(0);
+
+    /// Every state a `message.status` event can carry: all of them after `queued`.
+    pub fn status_events() -> Self {
+        MessageState::ALL
+            .into_iter()
+            .filter(|s| *s != MessageState::Queued)
+            .fold(Self::EMPTY, Self::with)
+    }
+
+    pub fn with(self, s: MessageState) -> Self {
+        Self(self.0 | 1 << s as u8)
+    }
+
+    pub fn contains(self, s: MessageState) -> bool {
+        self.0 & (1 << s as u8) != 0
+    }
+}
+
+impl Default for StateSet {
+    fn default() -> Self {
+        Self::status_events()
+    }
+}
+
 impl fmt::Display for MessageState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -58,6 +89,20 @@ impl fmt::Display for MessageState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_events_should_hold_every_state_but_queued() {
+        let all = StateSet::status_events();
+        for s in MessageState::ALL {
+            assert_eq!(all.contains(s), s != MessageState::Queued, "{s}");
+        }
+        let finals = MessageState::ALL
+            .into_iter()
+            .filter(|s| s.is_final())
+            .fold(StateSet::EMPTY, StateSet::with);
+        assert!(finals.contains(MessageState::Expired) && !finals.contains(MessageState::Sent));
+        assert!(!StateSet::EMPTY.contains(MessageState::Delivered));
+    }
 
     #[test]
     fn every_state_round_trips_through_its_name() {

@@ -63,6 +63,8 @@ pub struct E2eOptions {
     pub webhooks: bool,
     /// `webhooks.concurrency` (requests in flight to the sink); `None` keeps the default.
     pub webhook_concurrency: Option<usize>,
+    /// The app's `status_events`; `None`: every state change (three events per message).
+    pub status_events: Option<Vec<String>>,
 }
 
 impl Default for E2eOptions {
@@ -83,6 +85,7 @@ impl Default for E2eOptions {
             settle_timeout: Duration::from_secs(300),
             webhooks: true,
             webhook_concurrency: None,
+            status_events: None,
         }
     }
 }
@@ -150,6 +153,8 @@ pub struct E2eSummary {
     pub e2e_msgs_per_sec: f64,
     /// The bench's webhook sink: signatures checked, `delivered` webhooks timed from the 202.
     pub webhooks: Option<WebhookSummary>,
+    /// The app's `status_events` (`None`: every state change).
+    pub status_events: Option<Vec<String>>,
     pub commit_batches: CommitBatches,
     /// CPU from the load start to the last receipt, or to the last `delivered` webhook.
     pub cpu: Option<CpuSplit>,
@@ -174,9 +179,13 @@ fn config_text(
     let (hook, hooks_section) = match sink {
         Some(sink) => (
             format!(
-                "webhook_url = \"{}\"\nwebhook_secrets = [\"{}\"]\n",
+                "webhook_url = \"{}\"\nwebhook_secrets = [\"{}\"]\n{}",
                 sink.url(),
-                sink.secret()
+                sink.secret(),
+                opts.status_events
+                    .as_ref()
+                    .map(|s| format!("status_events = {s:?}\n"))
+                    .unwrap_or_default()
             ),
             format!(
                 "\n[webhooks]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\n{}",
@@ -517,6 +526,7 @@ async fn measure(opts: &E2eOptions, stack: &Stack) -> Result<E2eSummary, BenchEr
     let problems = webhooks.as_ref().map(|w| w.problems()).unwrap_or_default();
     let e2e_msgs_per_sec = http.accepted as f64 / time_to_receipts.as_secs_f64();
     Ok(E2eSummary {
+        status_events: opts.status_events.clone(),
         window: opts.window,
         binds: opts.binds,
         receipt_delay: opts.receipt_delay,

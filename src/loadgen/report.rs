@@ -243,6 +243,11 @@ pub fn e2e_table(s: &E2eSummary) -> String {
     row(&mut out, "batch sizes", buckets.join("  "));
     if let Some(w) = &s.webhooks {
         let _ = writeln!(out, "Webhooks (signed, verified by the bench's sink)");
+        let events = s.status_events.as_ref().map_or_else(
+            || "every state change (sending, sent, delivered)".to_owned(),
+            |e| e.join(", "),
+        );
+        row(&mut out, "status_events", events);
         webhook_rows(&mut out, w, "202");
     }
     if let Some(cpu) = &s.cpu {

@@ -312,6 +312,16 @@ pub struct NewEvent {
     pub created_at: Millis,
 }
 
+/// An app whose messages and texts produce webhook events (it has signing keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookApp {
+    /// It has a `webhook_url`; without one only messages with their own `status_url` produce
+    /// (status) events.
+    pub has_url: bool,
+    /// The states whose `message.status` events it gets.
+    pub status_events: crate::domain::StateSet,
+}
+
 /// What happened to one delivery attempt of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventOutcome {

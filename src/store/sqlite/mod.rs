@@ -177,7 +177,7 @@ const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 pub struct SqliteStore {
     ops: mpsc::Sender<Op>,
-    hooks: Arc<RwLock<HashMap<String, bool>>>,
+    hooks: Arc<RwLock<HashMap<String, WebhookApp>>>,
     events: Arc<Notify>,
     reader: Arc<Mutex<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -396,9 +396,10 @@ impl SqliteStore {
         }))
     }
 
-    /// Apps with webhook secrets, and whether each has a `webhook_url`: their messages produce
-    /// events (apps without a URL only for messages with their own `status_url`).
-    pub fn set_webhook_apps(&self, apps: impl IntoIterator<Item = (String, bool)>) {
+    /// Apps with webhook secrets, whether each has a `webhook_url` and which status events it
+    /// wants: their messages produce events (apps without a URL only for messages with their
+    /// own `status_url`).
+    pub fn set_webhook_apps(&self, apps: impl IntoIterator<Item = (String, WebhookApp)>) {
         *self.hooks.write().unwrap_or_else(|p| p.into_inner()) = apps.into_iter().collect();
     }
 
@@ -435,7 +436,7 @@ impl SqliteStore {
 /// What a batch's operations need besides the connection.
 struct Ctx<'a> {
     /// Apps with a webhook endpoint: only their messages produce events.
-    hooks: &'a HashMap<String, bool>,
+    hooks: &'a HashMap<String, WebhookApp>,
     /// Set when the batch put an event in the outbox, to wake the webhook dispatcher.
     emitted: Cell<bool>,
     metrics: &'a Metrics,
@@ -446,7 +447,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Op>,
     batch_max: usize,
     m: Arc<Metrics>,
-    hooks: Arc<RwLock<HashMap<String, bool>>>,
+    hooks: Arc<RwLock<HashMap<String, WebhookApp>>>,
     events: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
@@ -1188,8 +1189,7 @@ fn emit_status(c: &Connection, ctx: &Ctx<'_>, id: &MessageId, now: Millis) -> St
         return Ok(());
     };
     let wanted = match ctx.hooks.get(&m.app_id) {
-        Some(true) => true,
-        Some(false) => url.is_some(),
+        Some(app) => (app.has_url || url.is_some()) && app.status_events.contains(m.state),
         None => false,
     };
     if !wanted {
@@ -1260,8 +1260,7 @@ fn emit(
 ) -> StoreResult<()> {
     let (app_id, kind, line, number) = (e.app_id, e.kind, e.line, e.number);
     match ctx.hooks.get(app_id) {
-        Some(true) => {}
-        Some(false) if e.url.is_some() => {}
+        Some(app) if app.has_url || e.url.is_some() => {}
         _ => return Ok(()),
     }
     let event_id = EventId::generate();
