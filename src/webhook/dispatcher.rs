@@ -141,7 +141,10 @@ pub async fn run_dispatcher(
                 }
                 None => lanes_open = false,
             },
-            _ = wake.notified() => want_fetch = true,
+            // New events. With a backlog in flight the next refetch (after REFETCH_AFTER
+            // completions, or the poll) picks them up: a fetch scans every pending event's
+            // conversation, and one per commit was a tenth of the daemon's CPU under load.
+            _ = wake.notified() => want_fetch |= router.in_flight.len() < LOW_WATER,
             _ = tick.tick() => want_fetch = true,
             _ = tokio::time::sleep_until(next_fetch), if want_fetch => {}
         }
