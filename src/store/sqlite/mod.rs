@@ -246,6 +246,45 @@ impl Done {
     }
 }
 
+/// WAL frames (about 4 KiB each) past which the writer finishes the checkpoint itself (see
+/// `restart_wal_if_long`): about 32 MiB.
+const WAL_RESTART_FRAMES: i32 = 8 * 1024;
+
+thread_local! {
+    /// Frames in the WAL after the writer's last commit, from SQLite's WAL hook (the writer's
+    /// commits run on the writer thread).
+    static WAL_FRAMES: Cell<i32> = const { Cell::new(0) };
+    /// The frame count at the writer's last checkpoint attempt.
+    static WAL_TRIED_AT: Cell<i32> = const { Cell::new(0) };
+}
+
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames);
+    Ok(())
+}
+
+/// Between two batches: once the WAL holds more than `limit` frames, checkpoints it on
+/// the writer's own connection, so that the next transaction starts the WAL over from its
+/// beginning. The checkpoint task's PASSIVE checkpoints copy pages while the writer keeps
+/// writing, so they never finish a WAL that is appended to hundreds of times a second: the
+/// file only grew, to the TRUNCATE limit, and each TRUNCATE held the writer for 200-350 ms.
+/// Here nothing writes meanwhile, and most frames are already copied, so it is short.
+fn restart_wal_if_long(conn: &Connection, limit: i32) {
+    let frames = WAL_FRAMES.get();
+    // A checkpoint that readers kept from finishing is tried again only once the WAL grew.
+    if frames <= limit || frames < WAL_TRIED_AT.get() + limit / 8 {
+        return;
+    }
+    WAL_TRIED_AT.set(frames);
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    }) {
+        Ok((log, done)) if log == done => WAL_TRIED_AT.set(0),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "wal checkpoint in the writer"),
+    }
+}
+
 /// WAL size past which a checkpoint truncates it (see `spawn_checkpoints_with`).
 const WAL_TRUNCATE_AT: u64 = 256 << 20;
 /// WAL file size kept when the WAL restarts.
@@ -309,6 +348,8 @@ impl SqliteStore {
         // WAL checkpoints run on their own connection (see `run_checkpoints`), not inside the
         // writer's commits where they add a database fsync to some requests' latency.
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After the pragma above, which would replace it: counts the WAL's frames.
+        writer_conn.wal_hook(Some(note_wal_frames));
         writer_conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS claim_skip (line TEXT PRIMARY KEY) WITHOUT ROWID; \
              CREATE TEMP TABLE IF NOT EXISTS claim_only (line TEXT PRIMARY KEY) WITHOUT ROWID;",
@@ -367,9 +408,7 @@ impl SqliteStore {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> StoreResult<tokio::task::JoinHandle<()>> {
         let conn = Arc::new(Mutex::new(open_connection(path)?));
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = std::path::PathBuf::from(wal);
+        let wal = wal_path(path);
         Ok(tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -442,6 +481,12 @@ struct Ctx<'a> {
     metrics: &'a Metrics,
 }
 
+fn wal_path(db: &Path) -> std::path::PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
 fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Op>,
@@ -507,6 +552,8 @@ fn writer_loop(
         if commit.is_ok() && ctx.emitted.get() {
             events.notify_one();
         }
+        drop(hooks);
+        restart_wal_if_long(&conn, WAL_RESTART_FRAMES);
     }
     tracing::debug!("store writer stopped");
 }
@@ -1786,6 +1833,41 @@ mod tests {
             Some("endpoint answered 500")
         );
         assert_eq!(store.outbox_depth().await.unwrap(), 3);
+    }
+
+    #[test]
+    fn the_writer_should_start_the_wal_over_once_it_passes_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.db");
+        let c = open_connection(&db).unwrap();
+        c.pragma_update(None, "synchronous", "OFF").unwrap();
+        c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        c.wal_hook(Some(note_wal_frames));
+        c.execute_batch("CREATE TABLE junk (b BLOB)").unwrap();
+        let fill = |n: usize| {
+            for _ in 0..n {
+                c.execute("INSERT INTO junk VALUES (zeroblob(8192))", [])
+                    .unwrap();
+            }
+        };
+        let wal_len = || std::fs::metadata(wal_path(&db)).unwrap().len();
+        fill(40);
+        let frames = WAL_FRAMES.get();
+        assert!(frames > 64, "{frames}");
+        // Under the limit nothing happens: the WAL keeps growing.
+        restart_wal_if_long(&c, frames);
+        fill(1);
+        assert!(WAL_FRAMES.get() > frames);
+        // Past it: checkpointed, and the next commit writes at the start of the same file.
+        let len = wal_len();
+        restart_wal_if_long(&c, 64);
+        fill(1);
+        assert!(WAL_FRAMES.get() < 10, "{}", WAL_FRAMES.get());
+        assert_eq!(wal_len(), len);
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM junk", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 42);
     }
 
     #[test]
