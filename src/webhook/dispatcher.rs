@@ -141,10 +141,11 @@ pub async fn run_dispatcher(
                 }
                 None => lanes_open = false,
             },
-            // New events. With a backlog in flight the next refetch (after REFETCH_AFTER
-            // completions, or the poll) picks them up: a fetch scans every pending event's
-            // conversation, and one per commit was a tenth of the daemon's CPU under load.
-            _ = wake.notified() => want_fetch |= router.in_flight.len() < LOW_WATER,
+            // New events. When every lane has a backlog in hand, the next refetch (after
+            // REFETCH_AFTER completions, or the poll) picks them up: a fetch scans every
+            // pending event's conversation, and one per commit was a tenth of the daemon's
+            // CPU under load.
+            _ = wake.notified() => want_fetch |= router.a_lane_runs_low(),
             _ = tick.tick() => want_fetch = true,
             _ = tokio::time::sleep_until(next_fetch), if want_fetch => {}
         }
@@ -324,6 +325,11 @@ impl Router {
             unroutable: HashSet::new(),
             unroutable_apps: HashSet::new(),
         }
+    }
+
+    /// Some lane holds fewer than `LOW_WATER` events (an idle app's lane always does).
+    fn a_lane_runs_low(&self) -> bool {
+        self.lanes.iter().any(|l| l.outstanding < LOW_WATER)
     }
 
     /// How many more events the lanes can take.
