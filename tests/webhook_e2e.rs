@@ -61,6 +61,29 @@ fn with_webhook(cfg: String, port: u16) -> String {
     ) + "\n[webhooks]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n"
 }
 
+/// A simulator, the sink and a daemon whose clinic app posts to it (`edit` changes the
+/// config first).
+async fn with_sink(
+    edit: impl FnOnce(String) -> String,
+) -> (tempfile::TempDir, Seen, Simulator, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let seen = sink(hook).await;
+    let s = Simulator::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SimConfig::default(),
+    )
+    .await;
+    let cfg = edit(with_webhook(
+        config_text(&dir.path().join("t.db"), s.local_addr().port(), ""),
+        port,
+    ));
+    let d = Daemon::start(&cfg).await;
+    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    (dir, seen, s, d)
+}
+
 async fn events_until(seen: &Seen, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -79,21 +102,7 @@ async fn events_until(seen: &Seen, pred: impl Fn(&[Value]) -> bool) -> Vec<Value
 
 #[tokio::test]
 async fn status_changes_inbound_texts_and_opt_outs_arrive_signed_and_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = hook.local_addr().unwrap().port();
-    let seen = sink(hook).await;
-    let s = Simulator::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig::default(),
-    )
-    .await;
-    let cfg = with_webhook(
-        config_text(&dir.path().join("t.db"), s.local_addr().port(), ""),
-        port,
-    );
-    let d = Daemon::start(&cfg).await;
-    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    let (_dir, seen, s, d) = with_sink(|cfg| cfg).await;
     let c = reqwest::Client::new();
     let (_, b) = send(
         &c,
@@ -355,26 +364,14 @@ async fn a_message_status_url_gets_that_message_s_events_even_without_an_app_end
 
 #[tokio::test]
 async fn status_events_should_send_only_the_states_an_app_asked_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = hook.local_addr().unwrap().port();
-    let seen = sink(hook).await;
-    let s = Simulator::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig::default(),
-    )
+    let (_dir, seen, s, d) = with_sink(|cfg| {
+        cfg.replacen(
+            "webhook_secrets = [",
+            "status_events = [\"delivered\", \"undelivered\", \"failed\", \"expired\"]\nwebhook_secrets = [",
+            1,
+        )
+    })
     .await;
-    let cfg = with_webhook(
-        config_text(&dir.path().join("t.db"), s.local_addr().port(), ""),
-        port,
-    )
-    .replacen(
-        "webhook_secrets = [",
-        "status_events = [\"delivered\", \"undelivered\", \"failed\", \"expired\"]\nwebhook_secrets = [",
-        1,
-    );
-    let d = Daemon::start(&cfg).await;
-    assert!(d.wait_ready(Duration::from_secs(10)).await);
     let c = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..3 {
