@@ -6,7 +6,10 @@ use std::{
     cell::Cell,
     collections::HashMap,
     path::Path,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
     thread::JoinHandle,
     time::Instant,
 };
@@ -181,6 +184,8 @@ pub struct SqliteStore {
     events: Arc<Notify>,
     reader: Arc<Mutex<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// What the checkpoint task has copied of the WAL, for the writer.
+    wal: Arc<WalShare>,
 }
 
 type Reply<T> = oneshot::Sender<StoreResult<T>>;
@@ -254,6 +259,8 @@ thread_local! {
     /// Frames in the WAL after the writer's last commit, from SQLite's WAL hook (the writer's
     /// commits run on the writer thread).
     static WAL_FRAMES: Cell<i32> = const { Cell::new(0) };
+    /// The frame count seen at the previous batch (a smaller one means the WAL started over).
+    static WAL_LAST: Cell<i32> = const { Cell::new(0) };
     /// The frame count at the writer's last checkpoint attempt.
     static WAL_TRIED_AT: Cell<i32> = const { Cell::new(0) };
 }
@@ -263,16 +270,56 @@ fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlit
     Ok(())
 }
 
-/// Between two batches: once the WAL holds more than `limit` frames, checkpoints it on
-/// the writer's own connection, so that the next transaction starts the WAL over from its
+/// What the checkpoint task has copied of the WAL, for the writer: the WAL's generation
+/// (the writer counts each start-over) and the frames backfilled in it.
+#[derive(Default)]
+pub(crate) struct WalShare {
+    generation: AtomicU32,
+    /// `generation << 32 | frames backfilled`, as of the checkpoint task's last checkpoint.
+    backfilled: AtomicU64,
+}
+
+impl WalShare {
+    fn record(&self, generation: u32, backfilled: i64) {
+        let done = backfilled.clamp(0, i64::from(u32::MAX)) as u64;
+        self.backfilled
+            .store(u64::from(generation) << 32 | done, Ordering::Relaxed);
+    }
+
+    /// Frames of the current WAL the checkpoint task has copied (0 if it has not yet).
+    fn backfilled(&self) -> i32 {
+        let packed = self.backfilled.load(Ordering::Relaxed);
+        if (packed >> 32) as u32 == self.generation.load(Ordering::Relaxed) {
+            (packed as u32).min(i32::MAX as u32) as i32
+        } else {
+            0
+        }
+    }
+}
+
+/// Between two batches: once the WAL holds more than `limit` frames, checkpoints it on the
+/// writer's own connection, so that the next transaction starts the WAL over from its
 /// beginning. The checkpoint task's PASSIVE checkpoints copy pages while the writer keeps
 /// writing, so they never finish a WAL that is appended to hundreds of times a second: the
-/// file only grew, to the TRUNCATE limit, and each TRUNCATE held the writer for 200-350 ms.
-/// Here nothing writes meanwhile, and most frames are already copied, so it is short.
-fn restart_wal_if_long(conn: &Connection, limit: i32) {
+/// file only grew, to the TRUNCATE limit, and each TRUNCATE held the writer for 180-340 ms.
+/// Here nothing writes meanwhile. It waits until the checkpoint task has copied all but an
+/// eighth of `limit` (a checkpoint that had a whole WAL to copy held the writer 5-12 ms),
+/// unless the WAL is twice its limit (no checkpoint task, or one that cannot keep up).
+fn restart_wal_if_long(conn: &Connection, share: &WalShare, limit: i32) {
     let frames = WAL_FRAMES.get();
+    if frames < WAL_LAST.get() {
+        share.generation.fetch_add(1, Ordering::Relaxed);
+        WAL_TRIED_AT.set(0);
+    }
+    WAL_LAST.set(frames);
+    if frames <= limit {
+        return;
+    }
+    if frames - share.backfilled() > limit / 8 && frames < 2 * limit {
+        return;
+    }
     // A checkpoint that readers kept from finishing is tried again only once the WAL grew.
-    if frames <= limit || frames < WAL_TRIED_AT.get() + limit / 8 {
+    if frames < WAL_TRIED_AT.get() + limit / 8 {
         return;
     }
     WAL_TRIED_AT.set(frames);
@@ -370,9 +417,11 @@ impl SqliteStore {
         let hooks = Arc::new(RwLock::new(HashMap::new()));
         let events = Arc::new(Notify::new());
         let (h, ev) = (hooks.clone(), events.clone());
+        let wal = Arc::new(WalShare::default());
+        let w = wal.clone();
         let writer = std::thread::Builder::new()
             .name("smsgate-store".into())
-            .spawn(move || writer_loop(writer_conn, rx, batch_max, metrics, h, ev))
+            .spawn(move || writer_loop(writer_conn, rx, batch_max, metrics, h, ev, w))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             ops: tx,
@@ -380,6 +429,7 @@ impl SqliteStore {
             events,
             reader: Arc::new(Mutex::new(reader)),
             writer: Mutex::new(Some(writer)),
+            wal,
         })
     }
 
@@ -409,28 +459,44 @@ impl SqliteStore {
     ) -> StoreResult<tokio::task::JoinHandle<()>> {
         let conn = Arc::new(Mutex::new(open_connection(path)?));
         let wal = wal_path(path);
+        let share = self.wal.clone();
         Ok(tokio::spawn(async move {
+            let mut pause = every;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
-                let conn = conn.clone();
-                let wal = wal.clone();
+                let (conn, wal, share) = (conn.clone(), wal.clone(), share.clone());
                 let r = tokio::task::spawn_blocking(move || {
                     let c = conn.lock().unwrap_or_else(|p| p.into_inner());
-                    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+                    let generation = share.generation.load(Ordering::Relaxed);
+                    let (log, done): (i64, i64) =
+                        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                            Ok((r.get(1)?, r.get(2)?))
+                        })?;
+                    share.record(generation, done);
                     let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
                     if size > truncate_at {
                         tracing::debug!(wal_bytes = size, "WAL past its limit: truncating");
                         c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
                     }
-                    Ok::<_, rusqlite::Error>(())
+                    Ok::<_, rusqlite::Error>(log)
                 })
                 .await;
-                if let Ok(Err(e)) = r {
-                    tracing::debug!(error = %e, "wal checkpoint");
-                }
+                // Past the writer's restart limit, catch up quickly: the writer waits for
+                // this task to have copied nearly all of it.
+                pause = match r {
+                    Ok(Ok(log)) if log > i64::from(WAL_RESTART_FRAMES) => {
+                        every.min(std::time::Duration::from_millis(20))
+                    }
+                    Ok(Ok(_)) => every,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "wal checkpoint");
+                        every
+                    }
+                    Err(_) => every,
+                };
             }
         }))
     }
@@ -494,6 +560,7 @@ fn writer_loop(
     m: Arc<Metrics>,
     hooks: Arc<RwLock<HashMap<String, WebhookApp>>>,
     events: Arc<Notify>,
+    wal: Arc<WalShare>,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     let mut done = Vec::with_capacity(batch_max);
@@ -553,7 +620,7 @@ fn writer_loop(
             events.notify_one();
         }
         drop(hooks);
-        restart_wal_if_long(&conn, WAL_RESTART_FRAMES);
+        restart_wal_if_long(&conn, &wal, WAL_RESTART_FRAMES);
     }
     tracing::debug!("store writer stopped");
 }
@@ -1852,22 +1919,39 @@ mod tests {
         };
         let wal_len = || std::fs::metadata(wal_path(&db)).unwrap().len();
         fill(40);
+        let share = WalShare::default();
         let frames = WAL_FRAMES.get();
         assert!(frames > 64, "{frames}");
         // Under the limit nothing happens: the WAL keeps growing.
-        restart_wal_if_long(&c, frames);
+        restart_wal_if_long(&c, &share, frames);
         fill(1);
         assert!(WAL_FRAMES.get() > frames);
-        // Past it: checkpointed, and the next commit writes at the start of the same file.
+        // Past it, but the checkpoint task has not copied it yet: the writer waits.
+        let frames = WAL_FRAMES.get();
+        let limit = frames * 2 / 3;
+        restart_wal_if_long(&c, &share, limit);
+        fill(1);
+        assert!(WAL_FRAMES.get() > frames);
+        // Once it has: checkpointed, and the next commit writes at the start of the same file.
         let len = wal_len();
-        restart_wal_if_long(&c, 64);
+        share.record(0, i64::from(WAL_FRAMES.get()));
+        restart_wal_if_long(&c, &share, limit);
         fill(1);
         assert!(WAL_FRAMES.get() < 10, "{}", WAL_FRAMES.get());
         assert_eq!(wal_len(), len);
+        // The writer saw the WAL start over: what was copied of the last one no longer counts.
+        restart_wal_if_long(&c, &share, limit);
+        assert_eq!(share.backfilled(), 0);
+        // Twice past its limit it checkpoints without waiting (no checkpoint task).
+        fill(60);
+        let frames = WAL_FRAMES.get();
+        restart_wal_if_long(&c, &share, frames / 2);
+        fill(1);
+        assert!(WAL_FRAMES.get() < 10, "{}", WAL_FRAMES.get());
         let rows: i64 = c
             .query_row("SELECT count(*) FROM junk", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(rows, 42);
+        assert_eq!(rows, 104);
     }
 
     #[test]
