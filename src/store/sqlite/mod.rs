@@ -273,7 +273,7 @@ fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlit
 /// What the checkpoint task has copied of the WAL, for the writer: the WAL's generation
 /// (the writer counts each start-over) and the frames backfilled in it.
 #[derive(Default)]
-pub(crate) struct WalShare {
+struct WalShare {
     generation: AtomicU32,
     /// `generation << 32 | frames backfilled`, as of the checkpoint task's last checkpoint.
     backfilled: AtomicU64,
@@ -392,8 +392,9 @@ impl SqliteStore {
         }
         let mut writer_conn = open_connection(path)?;
         migrate(&mut writer_conn)?;
-        // WAL checkpoints run on their own connection (see `run_checkpoints`), not inside the
-        // writer's commits where they add a database fsync to some requests' latency.
+        // WAL checkpoints run on their own connection (see `spawn_checkpoints`), not inside
+        // the writer's commits where they add a database fsync to some requests' latency; the
+        // writer only finishes one now and then to start the WAL over (`restart_wal_if_long`).
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // After the pragma above, which would replace it: counts the WAL's frames.
         writer_conn.wal_hook(Some(note_wal_frames));
