@@ -61,11 +61,11 @@ fn with_webhook(cfg: String, port: u16) -> String {
     ) + "\n[webhooks]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n"
 }
 
-/// A simulator, the sink and a daemon whose clinic app posts to it (`edit` changes the
-/// config first).
+/// A simulator, the sink and a running daemon. `config` gets the test config for that
+/// simulator and the sink's port, and returns the daemon's config. Also returns the sink's URL.
 async fn with_sink(
-    edit: impl FnOnce(String) -> String,
-) -> (tempfile::TempDir, Seen, Simulator, Daemon) {
+    config: impl FnOnce(String, u16) -> String,
+) -> (tempfile::TempDir, Seen, String, Simulator, Daemon) {
     let dir = tempfile::tempdir().unwrap();
     let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = hook.local_addr().unwrap().port();
@@ -75,13 +75,14 @@ async fn with_sink(
         SimConfig::default(),
     )
     .await;
-    let cfg = edit(with_webhook(
+    let cfg = config(
         config_text(&dir.path().join("t.db"), s.local_addr().port(), ""),
         port,
-    ));
+    );
     let d = Daemon::start(&cfg).await;
     assert!(d.wait_ready(Duration::from_secs(10)).await);
-    (dir, seen, s, d)
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    (dir, seen, url, s, d)
 }
 
 async fn events_until(seen: &Seen, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
@@ -102,7 +103,7 @@ async fn events_until(seen: &Seen, pred: impl Fn(&[Value]) -> bool) -> Vec<Value
 
 #[tokio::test]
 async fn status_changes_inbound_texts_and_opt_outs_arrive_signed_and_in_order() {
-    let (_dir, seen, s, d) = with_sink(|cfg| cfg).await;
+    let (_dir, seen, _, s, d) = with_sink(with_webhook).await;
     let c = reqwest::Client::new();
     let (_, b) = send(
         &c,
@@ -315,25 +316,16 @@ async fn dead_letters_are_listed_and_replayed_through_the_api() {
 
 #[tokio::test]
 async fn a_message_status_url_gets_that_message_s_events_even_without_an_app_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = hook.local_addr().unwrap().port();
-    let seen = sink(hook).await;
-    let s = Simulator::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig::default(),
-    )
-    .await;
     // The dental app signs events but has no endpoint of its own.
-    let cfg = config_text(&dir.path().join("t.db"), s.local_addr().port(), "").replacen(
-        &format!("api_keys = [\"{DENTAL_KEY}\"]"),
-        &format!("api_keys = [\"{DENTAL_KEY}\"]\nwebhook_secrets = [\"{SECRET}\"]"),
-        1,
-    );
-    let d = Daemon::start(&cfg).await;
-    assert!(d.wait_ready(Duration::from_secs(10)).await);
+    let (_dir, seen, url, s, d) = with_sink(|cfg, _| {
+        cfg.replacen(
+            &format!("api_keys = [\"{DENTAL_KEY}\"]"),
+            &format!("api_keys = [\"{DENTAL_KEY}\"]\nwebhook_secrets = [\"{SECRET}\"]"),
+            1,
+        )
+    })
+    .await;
     let c = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/hooks");
     let (status, b) = send(
         &c,
         &d,
@@ -364,8 +356,8 @@ async fn a_message_status_url_gets_that_message_s_events_even_without_an_app_end
 
 #[tokio::test]
 async fn status_events_should_send_only_the_states_an_app_asked_for() {
-    let (_dir, seen, s, d) = with_sink(|cfg| {
-        cfg.replacen(
+    let (_dir, seen, url, s, d) = with_sink(|cfg, port| {
+        with_webhook(cfg, port).replacen(
             "webhook_secrets = [",
             "status_events = [\"delivered\", \"undelivered\", \"failed\", \"expired\"]\nwebhook_secrets = [",
             1,
@@ -375,13 +367,12 @@ async fn status_events_should_send_only_the_states_an_app_asked_for() {
     let c = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (status, b) = send(
-            &c,
-            &d,
-            CLINIC_KEY,
-            json!({"from": CLINIC_LINE, "to": PATIENT, "body": format!("Reminder {i}")}),
-        )
-        .await;
+        let mut body = json!({"from": CLINIC_LINE, "to": PATIENT, "body": format!("Reminder {i}")});
+        // The filter holds for a message's own status_url too.
+        if i == 2 {
+            body["status_url"] = json!(url);
+        }
+        let (status, b) = send(&c, &d, CLINIC_KEY, body).await;
         assert_eq!(status, 202, "{b}");
         ids.push(b["id"].as_str().unwrap().to_owned());
     }
@@ -412,13 +403,7 @@ async fn status_events_should_send_only_the_states_an_app_asked_for() {
     let expected: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "delivered")).collect();
     assert_eq!(statuses, expected, "{evs:?}");
     for id in &ids {
-        let r = c
-            .get(d.url(&format!("/v1/messages/{id}")))
-            .bearer_auth(CLINIC_KEY)
-            .send()
-            .await
-            .unwrap();
-        let m: Value = r.json().await.unwrap();
+        let m = get_message(&c, &d, CLINIC_KEY, id).await;
         assert_eq!(m["status"], "delivered", "{m}");
         assert_eq!(m["parts"][0]["status"], "delivered", "{m}");
     }

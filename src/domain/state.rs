@@ -74,12 +74,6 @@ impl StateSet {
     }
 }
 
-impl Default for StateSet {
-    fn default() -> Self {
-        Self::status_events()
-    }
-}
-
 impl fmt::Display for MessageState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
