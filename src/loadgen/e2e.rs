@@ -102,6 +102,12 @@ pub struct CommitBatches {
     pub mean_commit_ms: f64,
     /// `(upper bound, commits in this bucket)`, empty buckets left out.
     pub buckets: Vec<(String, u64)>,
+    /// Pages the commits wrote to the WAL (`smsgate_store_wal_frames_total`).
+    pub wal_frames: u64,
+    /// Times the writer finished a checkpoint to start the WAL over, and how long that held
+    /// it in all (`smsgate_store_wal_restart_seconds`).
+    pub wal_restarts: u64,
+    pub wal_restart_ms: f64,
 }
 
 /// CPU time used during the run (load start to last receipt), from `/proc/self/task`.
@@ -703,6 +709,9 @@ pub(super) fn commit_batches(before: &Metrics, after: &Metrics) -> CommitBatches
             0.0
         },
         buckets,
+        wal_frames: delta("smsgate_store_wal_frames_total").round() as u64,
+        wal_restarts: delta("smsgate_store_wal_restart_seconds_count").round() as u64,
+        wal_restart_ms: delta("smsgate_store_wal_restart_seconds_sum") * 1000.0,
     }
 }
 
@@ -937,13 +946,17 @@ mod tests {
             "# HELP x\nsmsgate_store_commit_batch_size_bucket{le=\"1\"} 1\n\
              smsgate_store_commit_batch_size_bucket{le=\"2\"} 1\n\
              smsgate_store_commit_batch_size_bucket{le=\"+Inf\"} 1\n\
-             smsgate_store_commit_batch_size_sum 1\nsmsgate_store_commit_batch_size_count 1\n",
+             smsgate_store_commit_batch_size_sum 1\nsmsgate_store_commit_batch_size_count 1\n\
+             smsgate_store_wal_frames_total 30\n",
         );
         let after = Metrics::parse(
             "smsgate_store_commit_batch_size_bucket{le=\"1\"} 2\n\
              smsgate_store_commit_batch_size_bucket{le=\"2\"} 4\n\
              smsgate_store_commit_batch_size_bucket{le=\"+Inf\"} 5\n\
              smsgate_store_commit_batch_size_sum 12\nsmsgate_store_commit_batch_size_count 5\n\
+             smsgate_store_wal_frames_total 230\n\
+             smsgate_store_wal_restart_seconds_sum 0.0125\n\
+             smsgate_store_wal_restart_seconds_count 2\n\
              smsgate_receipts_total{carrier=\"sim\",state=\"delivered\"} 3\n\
              smsgate_receipts_total{carrier=\"sim\",state=\"expired\"} 1\n",
         );
@@ -952,6 +965,12 @@ mod tests {
         assert_eq!(
             c.buckets,
             vec![("1".into(), 1), ("2".into(), 2), ("+Inf".into(), 1)]
+        );
+        assert_eq!((c.wal_frames, c.wal_restarts), (200, 2));
+        assert!(
+            (c.wal_restart_ms - 12.5).abs() < 1e-9,
+            "{}",
+            c.wal_restart_ms
         );
         assert_eq!(after.sum("smsgate_receipts_total"), 4.0);
     }

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
-use super::{CpuSplit, E2eSummary, HttpSummary, Latency, MoSummary, WebhookSummary};
+use super::{CommitBatches, CpuSplit, E2eSummary, HttpSummary, Latency, MoSummary, WebhookSummary};
 
 /// Serializes a duration as fractional seconds.
 pub(crate) fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -127,6 +127,31 @@ fn webhook_rows(out: &mut String, w: &WebhookSummary, from: &str) {
     }
 }
 
+fn commit_rows(out: &mut String, c: &CommitBatches) {
+    let _ = writeln!(out, "Store group commit");
+    row(
+        out,
+        "commits",
+        format!(
+            "{}  ({} operations, mean batch {:.1}, mean commit {:.2} ms)",
+            c.commits, c.operations, c.mean, c.mean_commit_ms
+        ),
+    );
+    let per_commit = if c.commits > 0 {
+        c.wal_frames as f64 / c.commits as f64
+    } else {
+        0.0
+    };
+    row(
+        out,
+        "WAL",
+        format!(
+            "{} pages written ({per_commit:.1} per commit), {} restarts holding the writer {:.0} ms in all",
+            c.wal_frames, c.wal_restarts, c.wal_restart_ms
+        ),
+    );
+}
+
 fn cpu_rows(out: &mut String, cpu: &CpuSplit, span: &str) {
     let _ = writeln!(out, "CPU ({span})");
     row(
@@ -225,16 +250,8 @@ pub fn e2e_table(s: &E2eSummary) -> String {
         "end-to-end msgs/s",
         format!("{:.0}", s.e2e_msgs_per_sec),
     );
-    let _ = writeln!(out, "Store group commit");
     let c = &s.commit_batches;
-    row(
-        &mut out,
-        "commits",
-        format!(
-            "{}  ({} operations, mean batch {:.1}, mean commit {:.2} ms)",
-            c.commits, c.operations, c.mean, c.mean_commit_ms
-        ),
-    );
+    commit_rows(&mut out, c);
     let buckets: Vec<String> = c
         .buckets
         .iter()
@@ -302,16 +319,7 @@ pub fn mo_table(s: &MoSummary) -> String {
     latency_row(&mut out, "inject -> ack ms", &s.ack_latency);
     let _ = writeln!(out, "Webhooks (signed, verified by the bench's sink)");
     webhook_rows(&mut out, &s.webhooks, "inject");
-    let _ = writeln!(out, "Store group commit");
-    let c = &s.commit_batches;
-    row(
-        &mut out,
-        "commits",
-        format!(
-            "{}  ({} operations, mean batch {:.1}, mean commit {:.2} ms)",
-            c.commits, c.operations, c.mean, c.mean_commit_ms
-        ),
-    );
+    commit_rows(&mut out, &s.commit_batches);
     if let Some(cpu) = &s.cpu {
         cpu_rows(&mut out, cpu, "first injection to last webhook");
     }

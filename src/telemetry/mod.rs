@@ -38,6 +38,8 @@ pub struct Metrics {
     pub store_commit_batch: Histogram,
     pub store_commit_seconds: Histogram,
     pub store_commit_errors: IntCounter,
+    pub store_wal_frames: IntCounter,
+    pub store_wal_restart_seconds: Histogram,
 }
 
 impl Metrics {
@@ -243,6 +245,25 @@ impl Metrics {
                 IntCounter::new(
                     "smsgate_store_commit_errors_total",
                     "Store transactions that failed to commit."
+                )
+                .expect("valid metric")
+            ),
+            store_wal_frames: reg!(
+                IntCounter::new(
+                    "smsgate_store_wal_frames_total",
+                    "Database pages the store's commits wrote to the WAL (one frame per page a commit changed): the store's write volume."
+                )
+                .expect("valid metric")
+            ),
+            store_wal_restart_seconds: reg!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "smsgate_store_wal_restart_seconds",
+                        "Time the store writer spent finishing a checkpoint so that the WAL starts over; writes wait meanwhile."
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0
+                    ])
                 )
                 .expect("valid metric")
             ),

@@ -305,7 +305,12 @@ impl WalShare {
 /// Here nothing writes meanwhile. It waits until the checkpoint task has copied all but an
 /// eighth of `limit` (a checkpoint that had a whole WAL to copy held the writer 5-12 ms),
 /// unless the WAL is twice its limit (no checkpoint task, or one that cannot keep up).
-fn restart_wal_if_long(conn: &Connection, share: &WalShare, limit: i32) {
+/// Returns how long the writer was held when it ran a checkpoint.
+fn restart_wal_if_long(
+    conn: &Connection,
+    share: &WalShare,
+    limit: i32,
+) -> Option<std::time::Duration> {
     let frames = WAL_FRAMES.get();
     if frames < WAL_LAST.get() {
         share.generation.fetch_add(1, Ordering::Relaxed);
@@ -313,16 +318,17 @@ fn restart_wal_if_long(conn: &Connection, share: &WalShare, limit: i32) {
     }
     WAL_LAST.set(frames);
     if frames <= limit {
-        return;
+        return None;
     }
     if frames - share.backfilled() > limit / 8 && frames < 2 * limit {
-        return;
+        return None;
     }
     // A checkpoint that readers kept from finishing is tried again only once the WAL grew.
     if frames < WAL_TRIED_AT.get() + limit / 8 {
-        return;
+        return None;
     }
     WAL_TRIED_AT.set(frames);
+    let started = Instant::now();
     match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
     }) {
@@ -330,6 +336,7 @@ fn restart_wal_if_long(conn: &Connection, share: &WalShare, limit: i32) {
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "wal checkpoint in the writer"),
     }
+    Some(started.elapsed())
 }
 
 /// WAL size past which a checkpoint truncates it (see `spawn_checkpoints_with`).
@@ -563,6 +570,14 @@ fn writer_loop(
     events: Arc<Notify>,
     wal: Arc<WalShare>,
 ) {
+    // The frames already in the WAL (the migrations', a crashed run's) were written before
+    // this thread's hook counted anything: copy them back, and count from the WAL as it is.
+    let log = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i32>(1))
+        .unwrap_or(0)
+        .max(0);
+    WAL_FRAMES.set(log);
+    WAL_LAST.set(log);
     let mut batch = Vec::with_capacity(batch_max);
     let mut done = Vec::with_capacity(batch_max);
     let mut stopping = false;
@@ -591,6 +606,7 @@ fn writer_loop(
             emitted: Cell::new(false),
             metrics: &m,
         };
+        let frames_before = WAL_FRAMES.get();
         let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => {
                 for op in batch.drain(..) {
@@ -611,6 +627,10 @@ fn writer_loop(
             tracing::error!(error = %e, batch = size, "store commit failed");
             m.store_commit_errors.inc();
         }
+        // The WAL hook has counted the commit's frames (from 0 again if it started the WAL over).
+        let frames = WAL_FRAMES.get();
+        m.store_wal_frames
+            .inc_by(u64::try_from(frames - frames_before).unwrap_or(frames.max(0) as u64));
         m.store_commit_batch.observe(size as f64);
         m.store_commit_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -621,7 +641,9 @@ fn writer_loop(
             events.notify_one();
         }
         drop(hooks);
-        restart_wal_if_long(&conn, &wal, WAL_RESTART_FRAMES);
+        if let Some(held) = restart_wal_if_long(&conn, &wal, WAL_RESTART_FRAMES) {
+            m.store_wal_restart_seconds.observe(held.as_secs_f64());
+        }
     }
     tracing::debug!("store writer stopped");
 }
@@ -1924,19 +1946,19 @@ mod tests {
         let frames = WAL_FRAMES.get();
         assert!(frames > 64, "{frames}");
         // Under the limit nothing happens: the WAL keeps growing.
-        restart_wal_if_long(&c, &share, frames);
+        assert_eq!(restart_wal_if_long(&c, &share, frames), None);
         fill(1);
         assert!(WAL_FRAMES.get() > frames);
         // Past it, but the checkpoint task has not copied it yet: the writer waits.
         let frames = WAL_FRAMES.get();
         let limit = frames * 2 / 3;
-        restart_wal_if_long(&c, &share, limit);
+        assert_eq!(restart_wal_if_long(&c, &share, limit), None);
         fill(1);
         assert!(WAL_FRAMES.get() > frames);
         // Once it has: checkpointed, and the next commit writes at the start of the same file.
         let len = wal_len();
         share.record(0, i64::from(WAL_FRAMES.get()));
-        restart_wal_if_long(&c, &share, limit);
+        assert!(restart_wal_if_long(&c, &share, limit).is_some());
         fill(1);
         assert!(WAL_FRAMES.get() < 10, "{}", WAL_FRAMES.get());
         assert_eq!(wal_len(), len);
@@ -1946,13 +1968,54 @@ mod tests {
         // Twice past its limit it checkpoints without waiting (no checkpoint task).
         fill(60);
         let frames = WAL_FRAMES.get();
-        restart_wal_if_long(&c, &share, frames / 2);
+        assert!(restart_wal_if_long(&c, &share, frames / 2).is_some());
         fill(1);
         assert!(WAL_FRAMES.get() < 10, "{}", WAL_FRAMES.get());
         let rows: i64 = c
             .query_row("SELECT count(*) FROM junk", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 104);
+    }
+
+    #[tokio::test]
+    async fn the_wal_frames_metric_should_count_the_pages_commits_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("smsgate.db");
+        let m = Arc::new(Metrics::new());
+        let store = SqliteStore::open(&db, 64, m.clone()).unwrap();
+        let page: usize = open_connection(&db)
+            .unwrap()
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        // Frames of the WAL's current generation: those of an earlier one carry other salts.
+        let frames_in_wal = || {
+            let w = std::fs::read(wal_path(&db)).unwrap();
+            let frame = 24 + page;
+            (0..)
+                .take_while(|i| {
+                    let at = 32 + i * frame;
+                    at + frame <= w.len() && w[at + 8..at + 16] == w[16..24]
+                })
+                .count() as u64
+        };
+        let now = now_millis();
+        // The migrations' frames are not counted: the writer copied them back when it
+        // started, so its first commit starts the WAL over and counts only its own pages.
+        store.enqueue_event(event("c", now)).await.unwrap();
+        let first = m.store_wal_frames.get();
+        assert!((2..10).contains(&first), "{first}");
+        assert_eq!(frames_in_wal(), first);
+        for i in 0..40 {
+            store
+                .enqueue_event(event(&format!("c{}", i % 7), now))
+                .await
+                .unwrap();
+        }
+        let counted = m.store_wal_frames.get();
+        // Each commit writes at least the table's page and an index's.
+        assert!(counted >= first + 2 * 40, "{counted}");
+        assert_eq!(frames_in_wal(), counted);
+        store.close().await;
     }
 
     #[test]
