@@ -896,6 +896,16 @@ mod tests {
         assert!(s.commit_batches.commits > 0 && s.commit_batches.operations >= 200);
         let bucketed: u64 = s.commit_batches.buckets.iter().map(|(_, n)| n).sum();
         assert_eq!(bucketed, s.commit_batches.commits);
+        // The daemon's WAL counter reaches the report: every commit writes a table's page
+        // and an index's at least.
+        assert!(
+            s.commit_batches.wal_frames >= 2 * s.commit_batches.commits,
+            "{:?}",
+            s.commit_batches
+        );
+        let table = crate::loadgen::e2e_table(&s);
+        let wal_row = format!("{} pages written", s.commit_batches.wal_frames);
+        assert!(table.contains(&wal_row), "{table}");
         assert_eq!(s.runtime_workers, 2);
 
         // One signed `delivered` webhook per accepted message, every request verified.

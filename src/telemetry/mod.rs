@@ -259,7 +259,7 @@ impl Metrics {
                 Histogram::with_opts(
                     HistogramOpts::new(
                         "smsgate_store_wal_restart_seconds",
-                        "Time the store writer spent finishing a checkpoint so that the WAL starts over; writes wait meanwhile."
+                        "Time the store writer spent on each checkpoint it ran to start the WAL over (one that readers kept from finishing included); writes wait meanwhile."
                     )
                     .buckets(vec![
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0

@@ -305,7 +305,8 @@ impl WalShare {
 /// Here nothing writes meanwhile. It waits until the checkpoint task has copied all but an
 /// eighth of `limit` (a checkpoint that had a whole WAL to copy held the writer 5-12 ms),
 /// unless the WAL is twice its limit (no checkpoint task, or one that cannot keep up).
-/// Returns how long the writer was held when it ran a checkpoint.
+/// Returns how long the writer was held when it ran a checkpoint (whether or not the
+/// checkpoint got to the end).
 fn restart_wal_if_long(
     conn: &Connection,
     share: &WalShare,
@@ -629,8 +630,12 @@ fn writer_loop(
         }
         // The WAL hook has counted the commit's frames (from 0 again if it started the WAL over).
         let frames = WAL_FRAMES.get();
-        m.store_wal_frames
-            .inc_by(u64::try_from(frames - frames_before).unwrap_or(frames.max(0) as u64));
+        let written = if frames >= frames_before {
+            frames - frames_before
+        } else {
+            frames
+        };
+        m.store_wal_frames.inc_by(written as u64);
         m.store_commit_batch.observe(size as f64);
         m.store_commit_seconds
             .observe(started.elapsed().as_secs_f64());
