@@ -3,7 +3,7 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use smsgate::loadgen::{self, E2eOptions, HttpOptions, MoOptions, Stop, Traffic};
+use smsgate::loadgen::{self, E2eOptions, FloorOptions, HttpOptions, MoOptions, Stop, Traffic};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,26 @@ enum Command {
     /// Start the same stack and inject MO texts through the simulator as fast as the daemon
     /// acknowledges them; report MO acked/s and signed `message.received` webhooks/s.
     Mo(MoArgs),
+    /// Measure what the HTTP transport alone costs on this machine: API requests and signed
+    /// webhook requests against in-process handlers that only answer. The CPU per message
+    /// it reports is a floor under any end-to-end result here.
+    Floor(FloorArgs),
+}
+
+#[derive(Args)]
+struct FloorArgs {
+    /// How long each phase (API requests, then webhook requests) runs, e.g. 10s.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// Connections (API phase) and requests in flight (webhook phase).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -200,6 +220,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::E2e(a) => a.threads,
         Command::Mo(a) => a.threads,
+        Command::Floor(a) => a.threads,
         Command::Http(_) => None,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -294,6 +315,20 @@ fn main() -> ExitCode {
                     loadgen::mo_table(&s)
                 };
                 (report, s.problems)
+            })
+        }
+        Command::Floor(a) => {
+            let opts = FloorOptions {
+                duration: a.duration,
+                concurrency: a.concurrency,
+            };
+            rt.block_on(loadgen::run_floor(opts)).map(|s| {
+                let report = if a.json {
+                    serde_json::to_string_pretty(&s).unwrap_or_default()
+                } else {
+                    loadgen::floor_table(&s)
+                };
+                (report, Vec::new())
             })
         }
     };

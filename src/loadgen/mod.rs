@@ -9,6 +9,9 @@
 //! - `e2e`: [`run_e2e`] starts a simulator, a daemon and a webhook sink in-process on
 //!   loopback, loads the daemon, and waits for every part to reach the carrier, every receipt
 //!   to be recorded and every `delivered` webhook to arrive.
+//! - `floor`: [`run_floor`] measures what the HTTP transport alone costs here (API requests
+//!   and signed webhook requests against handlers that only answer): the floor under any
+//!   end-to-end number on this machine.
 //! - `mo`: [`run_mo`] injects MO texts through the simulator into the same stack and waits
 //!   for their `message.received` webhooks.
 //! - `sink`: the webhook receiver: verifies every signature, times the awaited events.
@@ -18,6 +21,7 @@
 //! code), server error (5xx, by error code) or transport error (connect, I/O, timeout).
 
 mod e2e;
+mod floor;
 mod http;
 mod mo;
 mod report;
@@ -28,9 +32,10 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::Serialize;
 
 pub use e2e::{CommitBatches, CpuSplit, E2eOptions, E2eSummary, ThreadGroup, run_e2e};
+pub use floor::{FloorOptions, FloorPhase, FloorSummary, run_floor};
 pub use http::{HttpOptions, run_http};
 pub use mo::{MoOptions, MoSummary, run_mo};
-pub use report::{e2e_table, http_table, mo_table};
+pub use report::{e2e_table, floor_table, http_table, mo_table};
 pub use sink::{Awaited, WebhookSummary};
 
 /// When a run stops issuing requests.

@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
-use super::{CommitBatches, CpuSplit, E2eSummary, HttpSummary, Latency, MoSummary, WebhookSummary};
+use super::{
+    CommitBatches, CpuSplit, E2eSummary, FloorSummary, HttpSummary, Latency, MoSummary,
+    WebhookSummary,
+};
 
 /// Serializes a duration as fractional seconds.
 pub(crate) fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -279,6 +282,57 @@ pub fn e2e_table(s: &E2eSummary) -> String {
         row(&mut out, "kept", dir.display());
     }
     problem_rows(&mut out, &s.problems);
+    out
+}
+
+/// The `floor` mode's summary as an aligned table.
+pub fn floor_table(s: &FloorSummary) -> String {
+    let mut out = String::from(
+        "smsgate-bench floor (HTTP transport alone: handlers that only answer, on loopback)\n",
+    );
+    for (title, p) in [
+        ("Raw TCP exchanges (no HTTP; webhook-sized request, short answer)", &s.tcp),
+        ("API requests (bench client -> 202)", &s.api),
+        ("Webhook requests (daemon's client, signed -> verified, 204)", &s.webhook),
+    ] {
+        let _ = writeln!(out, "{title}");
+        row(
+            &mut out,
+            "answered",
+            format!("{}  (failed {}) in {:.2} s", p.requests, p.failed, p.wall_s),
+        );
+        row(&mut out, "requests/s", format!("{:.0}", p.per_sec));
+        row(
+            &mut out,
+            "CPU per request",
+            format!(
+                "{:.1} µs  ({:.2} cores busy)",
+                p.cpu_us_per_request, p.cores_busy
+            ),
+        );
+    }
+    row(
+        &mut out,
+        "webhook body",
+        format!("{} bytes", s.webhook_body_bytes),
+    );
+    let _ = writeln!(
+        out,
+        "Per message (1 API request + N webhooks), {} cores",
+        s.cores
+    );
+    for events in [0, 1, 3] {
+        row(
+            &mut out,
+            &format!("{events} status events"),
+            format!(
+                "{:.1} µs CPU  ->  at most {:.0} msgs/s for HTTP alone ({:.0} over raw TCP)",
+                s.cpu_us_per_message(events),
+                s.max_msgs_per_sec(events),
+                s.tcp_max_msgs_per_sec(events)
+            ),
+        );
+    }
     out
 }
 
