@@ -136,9 +136,12 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(10);
     for (name, events) in [("no_events", false), ("three_events", true)] {
-        let store =
-            SqliteStore::open(&dir.path().join(format!("{name}.db")), 1024, Arc::new(Metrics::new()))
-                .expect("open store");
+        let store = SqliteStore::open(
+            &dir.path().join(format!("{name}.db")),
+            1024,
+            Arc::new(Metrics::new()),
+        )
+        .expect("open store");
         if events {
             store.set_webhook_apps([(
                 "bench".to_owned(),

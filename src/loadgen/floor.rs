@@ -176,7 +176,8 @@ async fn tcp_phase(opts: &FloorOptions) -> Result<FloorPhase, BenchError> {
 }
 
 /// The body smsgate's submit answers with (same size and shape).
-const ACCEPTED: &str = r#"{"id":"msg_01JZ8Q4W2E5R7T9Y1U3I5O7P9A","status":"queued","segments":1,"encoding":"gsm7"}"#;
+const ACCEPTED: &str =
+    r#"{"id":"msg_01JZ8Q4W2E5R7T9Y1U3I5O7P9A","status":"queued","segments":1,"encoding":"gsm7"}"#;
 
 /// A `message.status` event as the dispatcher sends it (same fields and size; the values do
 /// not matter to the transport).
@@ -320,7 +321,8 @@ async fn webhook_phase(opts: &FloorOptions) -> Result<(FloorPhase, usize), Bench
                 *req.uri_mut() = uri.clone();
                 let h = req.headers_mut();
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                let (Ok(id), Ok(sig)) = (HeaderValue::from_str(&id), HeaderValue::try_from(signature))
+                let (Ok(id), Ok(sig)) =
+                    (HeaderValue::from_str(&id), HeaderValue::try_from(signature))
                 else {
                     failed += 1;
                     continue;
@@ -365,7 +367,9 @@ async fn webhook_phase(opts: &FloorOptions) -> Result<(FloorPhase, usize), Bench
 /// Runs the raw TCP phase, the API phase, then the webhook phase, on the caller's runtime.
 pub async fn run_floor(opts: FloorOptions) -> Result<FloorSummary, BenchError> {
     if opts.concurrency == 0 {
-        return Err(BenchError::Options("--concurrency must be at least 1".into()));
+        return Err(BenchError::Options(
+            "--concurrency must be at least 1".into(),
+        ));
     }
     let tcp = tcp_phase(&opts).await?;
     let api = api_phase(&opts).await?;

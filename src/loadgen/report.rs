@@ -291,9 +291,15 @@ pub fn floor_table(s: &FloorSummary) -> String {
         "smsgate-bench floor (HTTP transport alone: handlers that only answer, on loopback)\n",
     );
     for (title, p) in [
-        ("Raw TCP exchanges (no HTTP; webhook-sized request, short answer)", &s.tcp),
+        (
+            "Raw TCP exchanges (no HTTP; webhook-sized request, short answer)",
+            &s.tcp,
+        ),
         ("API requests (bench client -> 202)", &s.api),
-        ("Webhook requests (daemon's client, signed -> verified, 204)", &s.webhook),
+        (
+            "Webhook requests (daemon's client, signed -> verified, 204)",
+            &s.webhook,
+        ),
     ] {
         let _ = writeln!(out, "{title}");
         row(
