@@ -177,6 +177,10 @@ ALTER TABLE messages ADD COLUMN pdus INTEGER;
 ];
 
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// A held receipt whose part has not turned up within this long never will: its submit was
+/// lost and sent again under a new carrier id, or it belongs to another system sending on the
+/// same carrier account. Older ones are dropped now and then, so the table stays small.
+const RECEIPT_HOLD_MS: i64 = 24 * 3600 * 1000;
 
 pub struct SqliteStore {
     ops: mpsc::Sender<Op>,
@@ -1217,6 +1221,11 @@ fn receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<ReceiptMat
                 r.not_textable.as_ref().map(|n| &n.reason),
                 r.not_textable.as_ref().map(|n| n.until)
             ])?;
+            // About one held receipt in 64 (by its arrival millisecond) sweeps the stale ones.
+            if r.received_at % 64 == 0 {
+                c.prepare_cached("DELETE FROM receipts_held WHERE received_at < ?1")?
+                    .execute(params![r.received_at - RECEIPT_HOLD_MS])?;
+            }
             Ok(ReceiptMatch::Held)
         }
     }
@@ -2020,6 +2029,49 @@ mod tests {
         // Each commit writes at least the table's page and an index's.
         assert!(counted >= first + 2 * 40, "{counted}");
         assert_eq!(frames_in_wal(), counted);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn held_receipts_older_than_a_day_should_be_swept_by_a_later_held_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let receipt = |id: &str, at: Millis| Receipt {
+            carrier: "sim".into(),
+            carrier_message_id: id.into(),
+            state: ReceiptState::Delivered,
+            stat: "DELIVRD".into(),
+            err: None,
+            received_at: at,
+            not_textable: None,
+        };
+        // A sweep runs on arrival times that are multiples of 64: the first two are not.
+        let sweep_at = now_millis() / 64 * 64;
+        for (id, at) in [
+            ("stale", sweep_at - RECEIPT_HOLD_MS - 1),
+            ("recent", sweep_at - 3_600_000 + 1),
+        ] {
+            assert_eq!(
+                store.record_receipt(receipt(id, at)).await.unwrap(),
+                ReceiptMatch::Held
+            );
+        }
+        let held = || -> Vec<String> {
+            open_connection(&dir.path().join("smsgate.db"))
+                .unwrap()
+                .prepare("SELECT carrier_message_id FROM receipts_held ORDER BY received_at")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(held(), ["stale", "recent"]);
+        store
+            .record_receipt(receipt("sweeper", sweep_at))
+            .await
+            .unwrap();
+        assert_eq!(held(), ["recent", "sweeper"]);
         store.close().await;
     }
 
