@@ -174,6 +174,12 @@ CREATE TABLE after_hours_replies (
     r#"
 ALTER TABLE messages ADD COLUMN pdus INTEGER;
 "#,
+    // Held receipts and idempotency keys are swept by age as they come in (see
+    // RECEIPT_HOLD_MS and IDEMPOTENCY_WINDOW_MS): a range of an index, not a table scan.
+    r#"
+CREATE INDEX receipts_held_by_time ON receipts_held (received_at);
+CREATE INDEX idempotency_by_time ON idempotency (created_at);
+"#,
 ];
 
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -871,6 +877,12 @@ fn insert(
             "INSERT INTO idempotency (app_id, key, message_id, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![m.app_id, idem.key, m.id.as_str(), idem.fingerprint, m.created_at])?;
+        // Keys past their window answer nothing: about one keyed request in 64 (by its
+        // millisecond) drops them, so a store without retention does not keep every key.
+        if m.created_at % 64 == 0 {
+            c.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?
+                .execute(params![m.created_at - IDEMPOTENCY_WINDOW_MS])?;
+        }
     }
     c.prepare_cached(
         "INSERT INTO messages (id, app_id, line, to_number, body, client_ref, encoding, segments, carrier, \
@@ -2073,6 +2085,87 @@ mod tests {
             .unwrap();
         assert_eq!(held(), ["recent", "sweeper"]);
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_past_their_window_should_be_swept_by_a_later_keyed_insert() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let keyed = |key: &str, at: Millis| {
+            let m = NewMessage {
+                id: MessageId::generate(),
+                app_id: "clinic".into(),
+                line: PhoneNumber::parse("+12125551000").unwrap(),
+                to: PhoneNumber::parse("+19174561234").unwrap(),
+                body: "See you tomorrow".into(),
+                client_ref: None,
+                encoding: "gsm7",
+                segments: 1,
+                carrier: "sim".into(),
+                created_at: at,
+                kind: MessageKind::Api,
+                exempt_opt_out: false,
+                high_priority: false,
+                send_at: None,
+                expires_at: None,
+                status_url: None,
+            };
+            let idem = Idempotency {
+                key: key.into(),
+                fingerprint: "f".into(),
+            };
+            store.insert_message(m, Some(idem))
+        };
+        // A sweep runs on creation times that are multiples of 64: the first two are not.
+        let sweep_at = now_millis() / 64 * 64;
+        keyed("old", sweep_at - IDEMPOTENCY_WINDOW_MS - 1)
+            .await
+            .unwrap();
+        keyed("fresh", sweep_at - 1).await.unwrap();
+        let keys = || -> Vec<String> {
+            open_connection(&dir.path().join("smsgate.db"))
+                .unwrap()
+                .prepare("SELECT key FROM idempotency ORDER BY created_at")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(keys(), ["old", "fresh"]);
+        keyed("sweeper", sweep_at).await.unwrap();
+        assert_eq!(keys(), ["fresh", "sweeper"]);
+        store.close().await;
+    }
+
+    #[test]
+    fn age_sweeps_should_use_an_index_range_not_a_table_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open_connection(&dir.path().join("smsgate.db")).unwrap();
+        migrate(&mut c).unwrap();
+        for (sql, index) in [
+            (
+                "DELETE FROM receipts_held WHERE received_at < 1",
+                "receipts_held_by_time",
+            ),
+            (
+                "DELETE FROM idempotency WHERE created_at < 1",
+                "idempotency_by_time",
+            ),
+        ] {
+            let plan: Vec<String> = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|p| p.starts_with("SEARCH") && p.contains(index)),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 
     #[test]
