@@ -163,12 +163,7 @@ async fn tcp_phase(opts: &FloorOptions) -> Result<FloorPhase, BenchError> {
             (ok, failed)
         });
     }
-    let (mut ok, mut failed) = (0, 0);
-    while let Some(done) = tasks.join_next().await {
-        let (o, f) = done.unwrap_or((0, 1));
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = join_counts(tasks).await;
     let wall = started.elapsed();
     let cpu = cpu_split(before, cpu_sample(), wall);
     server.abort();
@@ -204,6 +199,18 @@ async fn serve(app: Router) -> Result<(String, watch::Sender<bool>), BenchError>
             .await;
     });
     Ok((format!("http://{addr}"), stop))
+}
+
+/// Sums the (answered, failed) counts of a phase's client tasks; a task that panicked counts
+/// as one failure.
+async fn join_counts(mut tasks: JoinSet<(u64, u64)>) -> (u64, u64) {
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(done) = tasks.join_next().await {
+        let (o, f) = done.unwrap_or((0, 1));
+        ok += o;
+        failed += f;
+    }
+    (ok, failed)
 }
 
 fn phase(requests: u64, failed: u64, wall: Duration, cpu: Option<CpuSplit>) -> FloorPhase {
@@ -266,18 +273,8 @@ struct Receiver {
 }
 
 async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(id), Some(ts), Some(sig)) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    ) else {
-        return StatusCode::BAD_REQUEST;
-    };
-    let Ok(ts) = ts.parse::<i64>() else {
-        return StatusCode::BAD_REQUEST;
-    };
-    if !crate::webhook::verify(&r.keys, id, ts, &body, sig) {
+    // The same check as the e2e run's sink: headers present, timestamp fresh, signature good.
+    if !super::sink::verified(&r.keys, &headers, &body, super::sink::now_unix()) {
         return StatusCode::UNAUTHORIZED;
     }
     r.verified.fetch_add(1, Ordering::Relaxed);
@@ -346,12 +343,7 @@ async fn webhook_phase(opts: &FloorOptions) -> Result<(FloorPhase, usize), Bench
             (ok, failed)
         });
     }
-    let (mut ok, mut failed) = (0, 0);
-    while let Some(done) = tasks.join_next().await {
-        let (o, f) = done.unwrap_or((0, 1));
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = join_counts(tasks).await;
     let wall = started.elapsed();
     let cpu = cpu_split(before, cpu_sample(), wall);
     let _ = stop.send(true);

@@ -430,14 +430,14 @@ struct EventData<'a> {
     body: Option<Cow<'a, str>>,
 }
 
-fn now_unix() -> i64 {
+pub(super) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Checks the Standard Webhooks headers of one request against `keys`.
-fn verified(keys: &[Vec<u8>], headers: &HeaderMap, body: &[u8], now: i64) -> bool {
+pub(super) fn verified(keys: &[Vec<u8>], headers: &HeaderMap, body: &[u8], now: i64) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(id), Some(ts), Some(sig)) = (
         header("webhook-id"),

@@ -1889,6 +1889,18 @@ mod tests {
         }
     }
 
+    /// The first column of a query's rows, read on a connection of its own.
+    fn strings(dir: &Path, sql: &str) -> Vec<String> {
+        open_connection(&dir.join("smsgate.db"))
+            .unwrap()
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     fn seqs(events: &[OutboxEvent]) -> Vec<i64> {
         events.iter().map(|e| e.seq).collect()
     }
@@ -2068,15 +2080,11 @@ mod tests {
                 ReceiptMatch::Held
             );
         }
-        let held = || -> Vec<String> {
-            open_connection(&dir.path().join("smsgate.db"))
-                .unwrap()
-                .prepare("SELECT carrier_message_id FROM receipts_held ORDER BY received_at")
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
+        let held = || {
+            strings(
+                dir.path(),
+                "SELECT carrier_message_id FROM receipts_held ORDER BY received_at",
+            )
         };
         assert_eq!(held(), ["stale", "recent"]);
         store
@@ -2122,15 +2130,11 @@ mod tests {
             .await
             .unwrap();
         keyed("fresh", sweep_at - 1).await.unwrap();
-        let keys = || -> Vec<String> {
-            open_connection(&dir.path().join("smsgate.db"))
-                .unwrap()
-                .prepare("SELECT key FROM idempotency ORDER BY created_at")
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
+        let keys = || {
+            strings(
+                dir.path(),
+                "SELECT key FROM idempotency ORDER BY created_at",
+            )
         };
         assert_eq!(keys(), ["old", "fresh"]);
         keyed("sweeper", sweep_at).await.unwrap();
