@@ -117,14 +117,19 @@ const TCP_REQUEST_BYTES: usize = 900;
 /// Bytes of a raw exchange's answer: about an HTTP 204 or 202 answer.
 const TCP_ANSWER_BYTES: usize = 120;
 
-async fn tcp_phase(opts: &FloorOptions) -> Result<FloorPhase, BenchError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn bind_loopback() -> Result<(TcpListener, std::net::SocketAddr), BenchError> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| BenchError::Setup(format!("cannot bind: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok((listener, addr))
+}
+
+async fn tcp_phase(opts: &FloorOptions) -> Result<FloorPhase, BenchError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (listener, addr) = bind_loopback().await?;
     let server = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         while let Ok((mut s, _)) = listener.accept().await {
@@ -183,12 +188,7 @@ fn status_event_body(n: u64) -> String {
 }
 
 async fn serve(app: Router) -> Result<(String, watch::Sender<bool>), BenchError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| BenchError::Setup(format!("cannot bind: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let (listener, addr) = bind_loopback().await?;
     let (stop, mut rx) = watch::channel(false);
     tokio::spawn(async move {
         let stopped = async move {
