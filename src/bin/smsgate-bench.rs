@@ -35,10 +35,10 @@ enum Command {
 
 #[derive(Args)]
 struct FloorArgs {
-    /// How long each phase (API requests, then webhook requests) runs, e.g. 10s.
+    /// How long each phase (raw TCP, API requests, then webhook requests) runs, e.g. 10s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     duration: Duration,
-    /// Connections (API phase) and requests in flight (webhook phase).
+    /// Connections (TCP and API phases) and requests in flight (webhook phase).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Worker threads of the runtime (default: one per core).

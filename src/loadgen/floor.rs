@@ -5,14 +5,14 @@
 //! e2e run uses, with handlers that do nothing but answer, and reports the CPU each request
 //! costs; the sum for one message is a floor under any gateway built on these stacks here.
 //!
-//! - API requests: the bench's own HTTP worker ([`super::run_http`]: one keep-alive
-//!   connection per worker, the e2e traffic mix) against an axum route that answers `202`
-//!   with a fixed body, as smsgate's submit does.
 //! - Raw TCP exchanges: the same number of connections each writing a request of a webhook
 //!   request's size and reading a short answer, with no HTTP at all: what the kernel's
 //!   loopback path and tokio's wake-ups cost per exchange, the floor under any HTTP stack.
+//! - API requests: the bench's own HTTP worker ([`super::run_http`]: one keep-alive
+//!   connection per worker, the e2e traffic mix) against an axum route that answers `202`
+//!   with a fixed body, as smsgate's submit does.
 //! - Webhook requests: the daemon's webhook client (`net::https_client`, keep-alive pool) POSTs
-//!   a status-event-sized body signed as the dispatcher signs it, to an axum route that checks
+//!   a status-event-sized body built by the dispatcher's own `signed_request`, to an axum route that checks
 //!   the signature as the bench's sink does and answers `204`.
 
 use std::{
@@ -26,10 +26,7 @@ use std::{
 use axum::{Router, extract::State, http::HeaderMap, routing::post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{
-    Method, Request, StatusCode, Uri,
-    header::{CONTENT_TYPE, HeaderValue},
-};
+use hyper::{StatusCode, Uri};
 use serde::Serialize;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet, time::Instant};
 
@@ -37,13 +34,14 @@ use super::{
     BenchError, HttpOptions, Stop, Traffic,
     e2e::{CpuSplit, cpu_sample, cpu_split},
 };
+use crate::webhook::dispatcher::signed_request;
 
 /// Options of [`run_floor`].
 #[derive(Debug, Clone)]
 pub struct FloorOptions {
-    /// How long each of the two phases runs.
+    /// How long each of the three phases runs.
     pub duration: Duration,
-    /// Connections (API phase) and requests in flight (webhook phase).
+    /// Connections (TCP and API phases) and requests in flight (webhook phase).
     pub concurrency: usize,
 }
 
@@ -312,21 +310,10 @@ async fn webhook_phase(opts: &FloorOptions) -> Result<(FloorPhase, usize), Bench
                 let id = format!("evt_floor_{n}");
                 let payload = status_event_body(n);
                 let ts = crate::domain::now_millis().div_euclid(1000);
-                let signature = signer.sign(&id, ts, payload.as_bytes());
-                let mut req = Request::new(Full::new(Bytes::from(payload)));
-                *req.method_mut() = Method::POST;
-                *req.uri_mut() = uri.clone();
-                let h = req.headers_mut();
-                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                let (Ok(id), Ok(sig)) =
-                    (HeaderValue::from_str(&id), HeaderValue::try_from(signature))
-                else {
+                let Ok(req) = signed_request(&signer, uri.clone(), &id, ts, payload) else {
                     failed += 1;
                     continue;
                 };
-                h.insert("webhook-id", id);
-                h.insert("webhook-timestamp", HeaderValue::from(ts));
-                h.insert("webhook-signature", sig);
                 match client.request(req).await {
                     Ok(resp) => {
                         let status = resp.status();

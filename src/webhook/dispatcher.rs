@@ -621,25 +621,10 @@ async fn send(
             None => return Attempted::Unsendable("no webhook url".into()),
         },
     };
-    let Ok(id_value) = HeaderValue::from_str(id.as_str()) else {
-        return Attempted::Unsendable("event id is not a valid header value".into());
-    };
     let ts = now_millis().div_euclid(1000);
-    let signature = lane.signer.sign(id.as_str(), ts, payload.as_bytes());
-    let mut req = Request::new(Full::new(Bytes::from(payload)));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = uri;
-    let h = req.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("smsgate-webhooks/", env!("CARGO_PKG_VERSION"))),
-    );
-    h.insert(WEBHOOK_ID, id_value);
-    h.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(ts));
-    match HeaderValue::try_from(signature) {
-        Ok(v) => h.insert(WEBHOOK_SIGNATURE, v),
-        Err(_) => return Attempted::Unsendable("signature is not a valid header value".into()),
+    let req = match signed_request(&lane.signer, uri, id.as_str(), ts, payload) {
+        Ok(r) => r,
+        Err(e) => return Attempted::Unsendable(e.into()),
     };
 
     let started = Instant::now();
@@ -660,6 +645,33 @@ async fn send(
     )
     .await;
     Attempted::Status(status)
+}
+
+/// The POST of one event: the JSON body and the Standard Webhooks headers, signed at `ts`
+/// (Unix seconds). Errs when the id or signature cannot be a header value.
+pub(crate) fn signed_request(
+    signer: &Signer,
+    uri: Uri,
+    id: &str,
+    ts: i64,
+    payload: String,
+) -> Result<Request<Full<Bytes>>, &'static str> {
+    let id_value = HeaderValue::from_str(id).map_err(|_| "event id is not a valid header value")?;
+    let signature = HeaderValue::try_from(signer.sign(id, ts, payload.as_bytes()))
+        .map_err(|_| "signature is not a valid header value")?;
+    let mut req = Request::new(Full::new(Bytes::from(payload)));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("smsgate-webhooks/", env!("CARGO_PKG_VERSION"))),
+    );
+    h.insert(WEBHOOK_ID, id_value);
+    h.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(ts));
+    h.insert(WEBHOOK_SIGNATURE, signature);
+    Ok(req)
 }
 
 /// Turns an attempt into what the store records. `unit` in [0, 1) draws the jitter.

@@ -30,11 +30,12 @@ pub(super) fn record_inbound(
         "INSERT OR REPLACE INTO mo_dedup (carrier, key, received_at) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![part.carrier, part.dedup_key, part.received_at])?;
-    // Keep the table small: drop entries past the window now and then.
-    if part.received_at % 64 == 0 {
-        c.prepare_cached("DELETE FROM mo_dedup WHERE received_at < ?1")?
-            .execute(params![part.received_at - DEDUP_WINDOW_MS])?;
-    }
+    super::sweep_now_and_then(
+        c,
+        "DELETE FROM mo_dedup WHERE received_at < ?1",
+        part.received_at,
+        DEDUP_WINDOW_MS,
+    )?;
 
     let (body, parts) = match part.concat {
         Some((reference, total, seq)) if total > 1 => {

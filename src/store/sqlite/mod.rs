@@ -877,12 +877,13 @@ fn insert(
             "INSERT INTO idempotency (app_id, key, message_id, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![m.app_id, idem.key, m.id.as_str(), idem.fingerprint, m.created_at])?;
-        // Keys past their window answer nothing: about one keyed request in 64 (by its
-        // millisecond) drops them, so a store without retention does not keep every key.
-        if m.created_at % 64 == 0 {
-            c.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?
-                .execute(params![m.created_at - IDEMPOTENCY_WINDOW_MS])?;
-        }
+        // Keys past their window answer nothing; a store without retention would keep them all.
+        sweep_now_and_then(
+            c,
+            "DELETE FROM idempotency WHERE created_at < ?1",
+            m.created_at,
+            IDEMPOTENCY_WINDOW_MS,
+        )?;
     }
     c.prepare_cached(
         "INSERT INTO messages (id, app_id, line, to_number, body, client_ref, encoding, segments, carrier, \
@@ -1233,11 +1234,12 @@ fn receipt(c: &Connection, ctx: &Ctx<'_>, r: &Receipt) -> StoreResult<ReceiptMat
                 r.not_textable.as_ref().map(|n| &n.reason),
                 r.not_textable.as_ref().map(|n| n.until)
             ])?;
-            // About one held receipt in 64 (by its arrival millisecond) sweeps the stale ones.
-            if r.received_at % 64 == 0 {
-                c.prepare_cached("DELETE FROM receipts_held WHERE received_at < ?1")?
-                    .execute(params![r.received_at - RECEIPT_HOLD_MS])?;
-            }
+            sweep_now_and_then(
+                c,
+                "DELETE FROM receipts_held WHERE received_at < ?1",
+                r.received_at,
+                RECEIPT_HOLD_MS,
+            )?;
             Ok(ReceiptMatch::Held)
         }
     }
@@ -1282,6 +1284,21 @@ fn apply_held_receipts(
     }
     c.prepare_cached("DELETE FROM receipts_held WHERE carrier = ?1 AND carrier_message_id = ?2")?
         .execute(params![carrier, carrier_message_id])?;
+    Ok(())
+}
+
+/// Keeps a table that is only ever looked up within a time window small: about one write in
+/// 64 (by its millisecond `at`) runs `delete` (one `?1` parameter, a time bound) for rows
+/// older than `at - window`.
+pub(super) fn sweep_now_and_then(
+    c: &Connection,
+    delete: &str,
+    at: Millis,
+    window: Millis,
+) -> StoreResult<()> {
+    if at % 64 == 0 {
+        c.prepare_cached(delete)?.execute(params![at - window])?;
+    }
     Ok(())
 }
 
